@@ -1,0 +1,196 @@
+"""`from_pretrained`: one entry point for every checkpoint source.
+
+Sources: vitkit directories, Hugging Face transformers directories, timm files and timm hub directories,
+Google JAX .npz files and `hf-hub:<org>/<name>`. Each foreign format goes through a pure
+state_dict -> state_dict converter, then a strict load. Two adaptations are made on purpose and logged: a
+learned position grid of another size is resampled (bicubic, as timm), and a classifier head is dropped
+(left freshly initialised) when `num_classes` is overridden.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from ..config import config_from_dict, replace_config
+from ..errors import CheckpointError, ConfigError
+from ..layers import resample_pos_embed
+from ..registry import MODEL_TYPES, build_model, get_config, list_models
+from .io import CONFIG_FILE, FORMAT, WEIGHTS_FILE, load_weights, read_json, read_state_dict
+
+log = logging.getLogger("vitkit")
+
+HUB_PREFIX = "hf-hub:"
+_WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin", "model.pth", "pytorch_model.pth")
+
+
+def from_pretrained(source: str | Path, model: str | None = None, **overrides: Any) -> torch.nn.Module:
+    """Load a model with its weights, strictly, in eval mode.
+
+    Args:
+        source: a vitkit or Hugging Face directory, a timm weight file (.safetensors/.pth/.bin), a JAX .npz,
+            or `hf-hub:<org>/<name>` (downloaded with huggingface_hub).
+        model: the registered architecture name, needed for bare weight files (timm, JAX).
+        overrides: config fields to change, e.g. `num_classes=10` (drops the head) or `img_size=384`
+            (resamples the position embeddings).
+    """
+    src = str(source)
+    path = _download_from_hub(src[len(HUB_PREFIX):]) if src.startswith(HUB_PREFIX) else Path(src).expanduser()
+    if path.is_dir():
+        config, state_dict = _read_directory(path, model)
+    elif path.is_file():
+        config, state_dict = _read_file(path, model)
+    else:
+        raise CheckpointError(f"checkpoint not found: {src}")
+    if "num_classes" in overrides and overrides["num_classes"] != getattr(config, "num_classes", None):
+        head_keys = [k for k in state_dict if k.startswith("head.")]
+        if head_keys:
+            log.info("dropping the checkpoint's classifier head (%s): num_classes overridden", ", ".join(head_keys))
+            state_dict = {k: v for k, v in state_dict.items() if k not in head_keys}
+    old_config = config
+    config = replace_config(config, **overrides)
+    net = build_model(config)
+    state_dict = _fit_position_embedding(state_dict, net, old_config)
+    if "num_classes" in overrides and not any(k.startswith("head.") for k in state_dict):
+        # the fresh head keeps its init; everything else must match exactly
+        state_dict = {**state_dict, **{k: v for k, v in net.state_dict().items() if k.startswith("head.")}}
+    load_weights(net, state_dict, source=src)
+    return net.eval()
+
+
+# ------------------------------------------------------------------------------------------------ sources
+def _read_directory(path: Path, model: str | None) -> tuple[Any, dict[str, torch.Tensor]]:
+    cfg_path = path / CONFIG_FILE
+    if not cfg_path.is_file():
+        raise CheckpointError(f"{path} has no {CONFIG_FILE}; is it a vitkit, Hugging Face or timm model directory?")
+    meta = read_json(cfg_path)
+    if meta.get("format") == FORMAT:
+        model_type = meta.get("model_type")
+        if model_type not in MODEL_TYPES:
+            raise CheckpointError(f"{cfg_path}: unknown vitkit model_type {model_type!r}")
+        try:
+            config = config_from_dict(MODEL_TYPES[model_type].config_class, meta.get("config", {}))
+        except (ConfigError, TypeError) as e:
+            raise CheckpointError(f"{cfg_path}: bad config ({e})") from None
+        return config, read_state_dict(path / WEIGHTS_FILE)
+    if "model_type" in meta:  # Hugging Face transformers
+        from . import hf  # noqa: PLC0415
+
+        return hf.read_hf_directory(path, meta)
+    if "architecture" in meta:  # timm's hub layout: config.json names the architecture
+        name = model or meta["architecture"]
+        extra = {}
+        if "num_classes" in meta:
+            extra["num_classes"] = meta["num_classes"]
+        pcfg = meta.get("pretrained_cfg", {})
+        for key in ("mean", "std", "crop_pct", "interpolation"):
+            if key in pcfg:
+                extra[key] = tuple(pcfg[key]) if isinstance(pcfg[key], list) else pcfg[key]
+        config = _registered_config(name, **extra)
+        from .timm import convert_timm_vit  # noqa: PLC0415
+
+        state_dict = convert_timm_vit(read_state_dict(_find_weights(path)))
+        return _with_head_of(config, state_dict), state_dict
+    raise CheckpointError(f"{cfg_path} is neither a vitkit, Hugging Face nor timm config")
+
+
+def _read_file(path: Path, model: str | None) -> tuple[Any, dict[str, torch.Tensor]]:
+    if path.suffix == ".ckpt":
+        raise CheckpointError(f"{path}: original ViLT checkpoints are not supported yet")
+    if model is None:
+        kind = "a JAX .npz" if path.suffix == ".npz" else "a bare weight file"
+        raise CheckpointError(f"{path} is {kind}; pass model=<architecture name>, e.g. model='vit_base_patch16_224'")
+    config = _registered_config(model)
+    if path.suffix == ".npz":
+        from .jax import read_jax_checkpoint  # noqa: PLC0415
+
+        return read_jax_checkpoint(path, config)
+    from .timm import convert_timm_vit  # noqa: PLC0415
+
+    state_dict = convert_timm_vit(read_state_dict(path))
+    return _with_head_of(config, state_dict), state_dict
+
+
+def _with_head_of(config: Any, state_dict: dict[str, torch.Tensor]) -> Any:
+    """The checkpoint decides the head: its width (e.g. 21843 for in21k weights), or none at all."""
+    head = state_dict.get("head.weight")
+    num_classes = int(head.shape[0]) if head is not None else 0
+    if num_classes == config.num_classes:
+        return config
+    return replace_config(config, num_classes=num_classes, labels=None)
+
+
+def _registered_config(name: str, **extra: Any) -> Any:
+    try:
+        return get_config(name, **extra)
+    except ConfigError as e:
+        raise CheckpointError(f"{e}") from None
+
+
+def _find_weights(path: Path) -> Path:
+    for name in _WEIGHT_FILES:
+        if (path / name).is_file():
+            return path / name
+    raise CheckpointError(f"{path} holds no weights ({' or '.join(_WEIGHT_FILES)})")
+
+
+def _download_from_hub(repo_id: str) -> Path:
+    """Fetch config.json and one weight file of a hub repo; a clear CheckpointError when that is impossible."""
+    if not repo_id or repo_id.count("/") != 1:
+        raise CheckpointError(f"hf-hub source must look like 'hf-hub:<org>/<name>', got {HUB_PREFIX}{repo_id}")
+    try:
+        from huggingface_hub import hf_hub_download  # noqa: PLC0415
+        from huggingface_hub.errors import EntryNotFoundError  # noqa: PLC0415
+    except ImportError:  # pragma: no cover - a dependency of vitkit
+        raise CheckpointError("hf-hub sources need the huggingface_hub package") from None
+    try:
+        config = Path(hf_hub_download(repo_id, CONFIG_FILE))
+        for name in _WEIGHT_FILES:
+            try:
+                hf_hub_download(repo_id, name)
+                return config.parent
+            except EntryNotFoundError:
+                continue
+    except Exception as e:  # the hub raises many types (offline, 404, gated, HTTP); all mean "not loaded"
+        raise CheckpointError(
+            f"could not download {HUB_PREFIX}{repo_id} ({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}). "
+            "Without network access, download it elsewhere and pass the local directory instead."
+        ) from None
+    raise CheckpointError(f"{HUB_PREFIX}{repo_id} has no weight file ({', '.join(_WEIGHT_FILES)})")
+
+
+# ------------------------------------------------------------------------------------------- adaptations
+def _fit_position_embedding(state_dict: dict[str, torch.Tensor], net: torch.nn.Module, old_config: Any) -> dict:
+    """Resample a learned position grid saved for another image size to the model's grid."""
+    key = "pos_embed"
+    target = net.state_dict().get(key)
+    if key not in state_dict or target is None or state_dict[key].shape == target.shape:
+        return state_dict
+    pe = state_dict[key]
+    num_prefix = 0 if net.config.no_embed_class else net.num_prefix_tokens
+    old_n = pe.shape[1] - num_prefix
+    old_grid = _grid_of(old_config) if hasattr(old_config, "patch_size") else None
+    if old_grid is None or old_grid[0] * old_grid[1] != old_n:
+        side = int(round(old_n**0.5))
+        if side * side != old_n:
+            return state_dict  # not a square grid we can infer: let the strict check report the shape
+        old_grid = (side, side)
+    new_grid = net.patch_embed.grid_size
+    log.info("resampling position embeddings from a %dx%d to a %dx%d grid", *old_grid, *new_grid)
+    return {**state_dict, key: resample_pos_embed(pe, new_grid, old_grid, num_prefix=num_prefix)}
+
+
+def _grid_of(config: Any) -> tuple[int, int] | None:
+    from ..layers.patch_embed import to_2tuple  # noqa: PLC0415
+
+    size = to_2tuple(config.img_size)
+    stride = config.patch_size
+    if getattr(config, "backbone_layers", None):
+        stride *= 4 * 2 ** (len(config.backbone_layers) - 1)
+    return size[0] // stride, size[1] // stride
+
+
+__all__ = ["from_pretrained", "list_models"]

@@ -1,0 +1,57 @@
+"""Multi-head self-attention with a fused qkv projection (Vaswani et al. 2017, https://arxiv.org/abs/1706.03762).
+
+The fast path is always `F.scaled_dot_product_attention`, padding masks included; attention probabilities are
+materialised only when a caller asks for them (attention maps, rollout), through a separate, explicit path.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+class Attention(nn.Module):
+    def __init__(
+        self,
+        dim: int,
+        *,
+        num_heads: int = 8,
+        qkv_bias: bool = True,
+        attn_drop: float = 0.0,
+        proj_drop: float = 0.0,
+    ) -> None:
+        super().__init__()
+        if dim % num_heads:
+            raise ValueError(f"dim {dim} is not divisible by num_heads {num_heads}")
+        self.num_heads = num_heads
+        self.head_dim = dim // num_heads
+        self.scale = self.head_dim**-0.5
+        self.qkv = nn.Linear(dim, dim * 3, bias=qkv_bias)
+        self.attn_drop = attn_drop
+        self.proj = nn.Linear(dim, dim)
+        self.proj_drop = nn.Dropout(proj_drop)
+
+    def forward(
+        self, x: torch.Tensor, key_mask: torch.Tensor | None = None, return_attention: bool = False
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """x: [B, N, C]; key_mask: [B, N] bool, True where a token may be attended to (padding False).
+
+        Returns (output [B, N, C], attention probabilities [B, heads, N, N] or None).
+        """
+        B, N, C = x.shape
+        qkv = self.qkv(x).reshape(B, N, 3, self.num_heads, self.head_dim).permute(2, 0, 3, 1, 4)
+        q, k, v = qkv.unbind(0)  # each [B, heads, N, head_dim]
+        mask = None if key_mask is None else key_mask[:, None, None, :]  # [B, 1, 1, N] broadcast over queries
+        dropout_p = self.attn_drop if self.training else 0.0
+        attn = None
+        if return_attention:
+            scores = (q * self.scale) @ k.transpose(-2, -1)  # [B, heads, N, N]
+            if mask is not None:
+                scores = scores.masked_fill(~mask, float("-inf"))
+            attn = scores.float().softmax(dim=-1).to(q.dtype)
+            x = F.dropout(attn, dropout_p, self.training) @ v
+        else:
+            x = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=dropout_p)
+        x = x.transpose(1, 2).reshape(B, N, C)  # [B, N, heads * head_dim]
+        return self.proj_drop(self.proj(x)), attn

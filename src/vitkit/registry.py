@@ -1,0 +1,151 @@
+"""Model names -> configs, in timm's naming for ViT.
+
+`create_model(name, **overrides)` builds a fresh (randomly initialised) model; an unknown name or override is
+rejected with the closest valid choices.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+from dataclasses import dataclass
+from typing import Any
+
+from .config import replace_config
+from .errors import ConfigError, did_you_mean
+from .models import ViTConfig, VisionTransformer
+from .models._base import PretrainedModel
+
+# model_type (as written in config.json) -> model class
+MODEL_TYPES: dict[str, type[PretrainedModel]] = {VisionTransformer.model_type: VisionTransformer}
+
+
+@dataclass(frozen=True)
+class ModelEntry:
+    name: str
+    config: Any
+    description: str
+
+
+_REGISTRY: dict[str, ModelEntry] = {}
+
+
+def register(name: str, config: Any, description: str) -> None:
+    if name in _REGISTRY:
+        raise ValueError(f"model {name!r} is registered twice")
+    _REGISTRY[name] = ModelEntry(name, config, description)
+
+
+def list_models(pattern: str = "*") -> list[str]:
+    """Registered model names matching a shell-style `pattern` (e.g. "vit_base*"), sorted."""
+    return sorted(n for n in _REGISTRY if fnmatch.fnmatchcase(n, pattern))
+
+
+def model_entry(name: str) -> ModelEntry:
+    if name not in _REGISTRY:
+        raise ConfigError(f"unknown model {name!r}{did_you_mean(name, _REGISTRY)}; see vitkit.list_models()")
+    return _REGISTRY[name]
+
+
+def get_config(name: str, **overrides: Any) -> Any:
+    """The config registered under `name`, with `overrides` applied (unknown fields raise ConfigError)."""
+    return replace_config(model_entry(name).config, **overrides)
+
+
+def model_class_for(config: Any) -> type[PretrainedModel]:
+    for cls in MODEL_TYPES.values():
+        if isinstance(config, cls.config_class):
+            return cls
+    raise ConfigError(f"no model class for config type {type(config).__name__}")
+
+
+def build_model(config: Any) -> PretrainedModel:
+    return model_class_for(config)(config)
+
+
+def create_model(name: str, **overrides: Any) -> PretrainedModel:
+    """A randomly initialised model by registered name, e.g. `create_model("vit_base_patch16_224", num_classes=10)`."""
+    return build_model(get_config(name, **overrides))
+
+
+# ------------------------------------------------------------------------------------------------- ViT sizes
+# (embed_dim, depth, num_heads); mlp_ratio is 4 for all (Dosovitskiy et al. 2020, Table 1; Ti from DeiT).
+VIT_SIZES = {
+    "tiny": (192, 12, 3),
+    "small": (384, 12, 6),
+    "base": (768, 12, 12),
+    "large": (1024, 24, 16),
+    "huge": (1280, 32, 16),
+}
+_VARIANT_LETTERS = {"Ti": "tiny", "S": "small", "B": "base", "L": "large", "H": "huge"}
+
+
+def decode_variant(variant: str) -> dict[str, int]:
+    """Paper notation to sizes: "B/16" -> embed_dim 768, depth 12, num_heads 12, patch_size 16."""
+    try:
+        letter, patch = variant.split("/")
+        dim, depth, heads = VIT_SIZES[_VARIANT_LETTERS[letter]]
+        return {"embed_dim": dim, "depth": depth, "num_heads": heads, "patch_size": int(patch)}
+    except (KeyError, ValueError):
+        raise ConfigError(f"cannot decode ViT variant {variant!r}; expected e.g. 'Ti/16', 'S/32', 'B/16', 'L/14'") from None
+
+
+# timm's names for the published ViT checkpoints: (size, patch, resolution).
+_PUBLISHED = [
+    ("tiny", 16, 224), ("tiny", 16, 384),
+    ("small", 32, 224), ("small", 32, 384), ("small", 16, 224), ("small", 16, 384), ("small", 8, 224),
+    ("base", 32, 224), ("base", 32, 384), ("base", 16, 224), ("base", 16, 384), ("base", 8, 224),
+    ("large", 32, 224), ("large", 32, 384), ("large", 16, 224), ("large", 16, 384), ("large", 14, 224),
+    ("huge", 14, 224),
+]
+for _size, _patch, _res in _PUBLISHED:
+    _dim, _depth, _heads = VIT_SIZES[_size]
+    register(
+        f"vit_{_size}_patch{_patch}_{_res}",
+        ViTConfig(img_size=_res, patch_size=_patch, embed_dim=_dim, depth=_depth, num_heads=_heads,
+                  crop_pct=0.9 if _res == 224 else 1.0),
+        f"ViT-{_size[0].upper()}/{_patch} at {_res}",
+    )
+
+register(
+    "vit_base_patch16_gap_224",
+    ViTConfig(num_heads=16, class_token=False, global_pool="avg", fc_norm=False),
+    "ViT-B/16 without [CLS]: global average pooling of the patch tokens",
+)
+register(
+    "vit_base_patch16_sincos_224",
+    ViTConfig(pos_embed="sincos"),
+    "ViT-B/16 with fixed 2-D sin-cos position embeddings",
+)
+
+# Hybrid ViT: a ResNet-V2 (weight-standardised convs, GroupNorm) feature map, tokenised with 1x1 patches.
+for _res in (224, 384):
+    register(
+        f"vit_base_r50_s16_{_res}",
+        ViTConfig(img_size=_res, patch_size=1, backbone_layers=(3, 4, 9), crop_pct=0.9 if _res == 224 else 1.0),
+        f"R50+ViT-B/16 hybrid at {_res} (ResNet-V2 stages 3,4,9; stride 16)",
+    )
+    register(
+        f"vit_large_r50_s32_{_res}",
+        ViTConfig(img_size=_res, patch_size=1, backbone_layers=(3, 4, 6, 3), embed_dim=1024, depth=24,
+                  num_heads=16, crop_pct=0.9 if _res == 224 else 1.0),
+        f"R50+ViT-L/32 hybrid at {_res} (ResNet-V2 stages 3,4,6,3; stride 32)",
+    )
+
+# Small presets for CPU training on small images (not published checkpoints).
+register(
+    "vit_pico_patch2_16",
+    ViTConfig(img_size=16, patch_size=2, embed_dim=64, depth=4, num_heads=4, mlp_ratio=2.0, num_classes=10,
+              crop_pct=1.0),
+    "CPU preset: 16x16 inputs (e.g. 8x8 digits upsampled), 64 tokens, 0.14M parameters",
+)
+register(
+    "vit_nano_patch4_32",
+    ViTConfig(img_size=32, patch_size=4, embed_dim=128, depth=6, num_heads=4, mlp_ratio=2.0, num_classes=10,
+              crop_pct=1.0),
+    "CPU preset: 32x32 inputs (CIFAR, MNIST padded), 64 tokens, 0.8M parameters",
+)
+register(
+    "vit_micro_patch4_32",
+    ViTConfig(img_size=32, patch_size=4, embed_dim=192, depth=9, num_heads=3, num_classes=10, crop_pct=1.0),
+    "CPU preset: 32x32 inputs, ViT-Ti width at depth 9, 4M parameters",
+)
