@@ -12,7 +12,7 @@ from typing import Any
 
 from .config import replace_config
 from .errors import ConfigError, did_you_mean
-from .models import ViTConfig, VisionTransformer
+from .models import VisionTransformer, ViTConfig
 from .models._base import PretrainedModel
 
 # model_type (as written in config.json) -> model class
@@ -77,6 +77,7 @@ VIT_SIZES = {
     "huge": (1280, 32, 16),
 }
 _VARIANT_LETTERS = {"Ti": "tiny", "S": "small", "B": "base", "L": "large", "H": "huge"}
+_SIZE_LETTER = {v: k for k, v in _VARIANT_LETTERS.items()}
 
 
 def decode_variant(variant: str) -> dict[str, int]:
@@ -86,7 +87,9 @@ def decode_variant(variant: str) -> dict[str, int]:
         dim, depth, heads = VIT_SIZES[_VARIANT_LETTERS[letter]]
         return {"embed_dim": dim, "depth": depth, "num_heads": heads, "patch_size": int(patch)}
     except (KeyError, ValueError):
-        raise ConfigError(f"cannot decode ViT variant {variant!r}; expected e.g. 'Ti/16', 'S/32', 'B/16', 'L/14'") from None
+        raise ConfigError(
+            f"cannot decode ViT variant {variant!r}; expected e.g. 'Ti/16', 'S/32', 'B/16', 'L/14'"
+        ) from None
 
 
 # timm's names for the published ViT checkpoints: (size, patch, resolution).
@@ -103,7 +106,7 @@ for _size, _patch, _res in _PUBLISHED:
         f"vit_{_size}_patch{_patch}_{_res}",
         ViTConfig(img_size=_res, patch_size=_patch, embed_dim=_dim, depth=_depth, num_heads=_heads,
                   crop_pct=0.9 if _res == 224 else 1.0),
-        f"ViT-{_size[0].upper()}/{_patch} at {_res}",
+        f"ViT-{_SIZE_LETTER[_size]}/{_patch} at {_res}",
     )
 
 register(

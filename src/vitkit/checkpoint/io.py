@@ -39,7 +39,7 @@ def _atomic_write_bytes(path: Path, data: bytes) -> None:
 
 def save_pretrained(model: nn.Module, directory: str | Path, *, extra_files: dict[str, Any] | None = None) -> Path:
     """Write config.json + model.safetensors (+ extra JSON files) atomically; returns the directory."""
-    from safetensors.torch import save  # noqa: PLC0415
+    from safetensors.torch import save
 
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
@@ -76,8 +76,8 @@ def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
     if not path.is_file():
         raise CheckpointError(f"checkpoint file not found: {path}")
     if path.suffix == ".safetensors":
-        from safetensors import SafetensorError  # noqa: PLC0415
-        from safetensors.torch import load_file  # noqa: PLC0415
+        from safetensors import SafetensorError
+        from safetensors.torch import load_file
 
         try:
             return load_file(str(path))

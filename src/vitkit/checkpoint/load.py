@@ -77,7 +77,7 @@ def _read_directory(path: Path, model: str | None) -> tuple[Any, dict[str, torch
             raise CheckpointError(f"{cfg_path}: bad config ({e})") from None
         return config, read_state_dict(path / WEIGHTS_FILE)
     if "model_type" in meta:  # Hugging Face transformers
-        from . import hf  # noqa: PLC0415
+        from . import hf
 
         return hf.read_hf_directory(path, meta)
     if "architecture" in meta:  # timm's hub layout: config.json names the architecture
@@ -90,7 +90,7 @@ def _read_directory(path: Path, model: str | None) -> tuple[Any, dict[str, torch
             if key in pcfg:
                 extra[key] = tuple(pcfg[key]) if isinstance(pcfg[key], list) else pcfg[key]
         config = _registered_config(name, **extra)
-        from .timm import convert_timm_vit  # noqa: PLC0415
+        from .timm import convert_timm_vit
 
         state_dict = convert_timm_vit(read_state_dict(_find_weights(path)))
         return _with_head_of(config, state_dict), state_dict
@@ -105,10 +105,10 @@ def _read_file(path: Path, model: str | None) -> tuple[Any, dict[str, torch.Tens
         raise CheckpointError(f"{path} is {kind}; pass model=<architecture name>, e.g. model='vit_base_patch16_224'")
     config = _registered_config(model)
     if path.suffix == ".npz":
-        from .jax import read_jax_checkpoint  # noqa: PLC0415
+        from .jax import read_jax_checkpoint
 
         return read_jax_checkpoint(path, config)
-    from .timm import convert_timm_vit  # noqa: PLC0415
+    from .timm import convert_timm_vit
 
     state_dict = convert_timm_vit(read_state_dict(path))
     return _with_head_of(config, state_dict), state_dict
@@ -142,8 +142,8 @@ def _download_from_hub(repo_id: str) -> Path:
     if not repo_id or repo_id.count("/") != 1:
         raise CheckpointError(f"hf-hub source must look like 'hf-hub:<org>/<name>', got {HUB_PREFIX}{repo_id}")
     try:
-        from huggingface_hub import hf_hub_download  # noqa: PLC0415
-        from huggingface_hub.errors import EntryNotFoundError  # noqa: PLC0415
+        from huggingface_hub import hf_hub_download
+        from huggingface_hub.errors import EntryNotFoundError
     except ImportError:  # pragma: no cover - a dependency of vitkit
         raise CheckpointError("hf-hub sources need the huggingface_hub package") from None
     try:
@@ -156,10 +156,15 @@ def _download_from_hub(repo_id: str) -> Path:
                 continue
     except Exception as e:  # the hub raises many types (offline, 404, gated, HTTP); all mean "not loaded"
         raise CheckpointError(
-            f"could not download {HUB_PREFIX}{repo_id} ({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}). "
+            f"could not download {HUB_PREFIX}{repo_id} ({type(e).__name__}: {_first_line(e)}). "
             "Without network access, download it elsewhere and pass the local directory instead."
         ) from None
     raise CheckpointError(f"{HUB_PREFIX}{repo_id} has no weight file ({', '.join(_WEIGHT_FILES)})")
+
+
+def _first_line(e: Exception) -> str:
+    text = str(e).strip()
+    return text.splitlines()[0] if text else ""
 
 
 # ------------------------------------------------------------------------------------------- adaptations
@@ -174,7 +179,7 @@ def _fit_position_embedding(state_dict: dict[str, torch.Tensor], net: torch.nn.M
     old_n = pe.shape[1] - num_prefix
     old_grid = _grid_of(old_config) if hasattr(old_config, "patch_size") else None
     if old_grid is None or old_grid[0] * old_grid[1] != old_n:
-        side = int(round(old_n**0.5))
+        side = round(old_n**0.5)
         if side * side != old_n:
             return state_dict  # not a square grid we can infer: let the strict check report the shape
         old_grid = (side, side)
@@ -184,7 +189,7 @@ def _fit_position_embedding(state_dict: dict[str, torch.Tensor], net: torch.nn.M
 
 
 def _grid_of(config: Any) -> tuple[int, int] | None:
-    from ..layers.patch_embed import to_2tuple  # noqa: PLC0415
+    from ..layers.patch_embed import to_2tuple
 
     size = to_2tuple(config.img_size)
     stride = config.patch_size

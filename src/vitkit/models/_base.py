@@ -18,7 +18,7 @@ class PretrainedModel(nn.Module):
 
         `vitkit.from_pretrained(directory)` reads it back to identical outputs.
         """
-        from ..checkpoint.io import save_pretrained  # noqa: PLC0415 (checkpoint imports models)
+        from ..checkpoint.io import save_pretrained  # checkpoint imports models
 
         return save_pretrained(self, directory, extra_files=extra_files)
 

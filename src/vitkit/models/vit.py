@@ -85,14 +85,16 @@ class VisionTransformer(PretrainedModel):
         self.config = c = config
         D = c.embed_dim
         if c.backbone_layers:
-            from .hybrid import HybridEmbed  # noqa: PLC0415 (the CNN stem is only built for hybrids)
+            from .hybrid import HybridEmbed  # the CNN stem is only built for hybrids
 
             self.patch_embed = HybridEmbed(
                 img_size=c.img_size, patch_size=c.patch_size, in_chans=c.in_chans, embed_dim=D,
                 layers=c.backbone_layers,
             )
         else:
-            self.patch_embed = PatchEmbed(img_size=c.img_size, patch_size=c.patch_size, in_chans=c.in_chans, embed_dim=D)
+            self.patch_embed = PatchEmbed(
+                img_size=c.img_size, patch_size=c.patch_size, in_chans=c.in_chans, embed_dim=D
+            )
         self.num_prefix_tokens = 1 if c.class_token else 0
         self.cls_token = nn.Parameter(torch.zeros(1, 1, D)) if c.class_token else None
         pos_len = self.patch_embed.num_patches + (0 if c.no_embed_class else self.num_prefix_tokens)
@@ -104,7 +106,7 @@ class VisionTransformer(PretrainedModel):
         else:
             self.pos_embed = None
         self.pos_drop = nn.Dropout(c.pos_drop_rate)
-        dpr = [r.item() for r in torch.linspace(0, c.drop_path_rate, c.depth)]  # stochastic depth grows with depth
+        dpr = [c.drop_path_rate * i / max(c.depth - 1, 1) for i in range(c.depth)]  # stochastic depth grows linearly
         self.blocks = nn.ModuleList(
             Block(
                 D, num_heads=c.num_heads, mlp_hidden=c.mlp_hidden, qkv_bias=c.qkv_bias, act=c.act,
