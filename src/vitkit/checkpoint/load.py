@@ -9,6 +9,7 @@ learned position grid of another size is resampled (bicubic, as timm), and a cla
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from pathlib import Path
 from typing import Any
@@ -50,9 +51,14 @@ def from_pretrained(source: str | Path, model: str | None = None, **overrides: A
         if head_keys:
             log.info("dropping the checkpoint's classifier head (%s): num_classes overridden", ", ".join(head_keys))
             state_dict = {k: v for k, v in state_dict.items() if k not in head_keys}
+        labels = getattr(config, "labels", None)
+        if "labels" not in overrides and labels is not None and len(labels) != overrides["num_classes"]:
+            overrides = {**overrides, "labels": None}  # the class names belonged to the dropped head
     old_config = config
     config = replace_config(config, **overrides)
     net = build_model(config)
+    if hasattr(net, "adapt_state_dict"):  # model-specific, logged adaptations to changed heads (ViLT)
+        state_dict = net.adapt_state_dict(state_dict, old_config)
     state_dict = _fit_position_embedding(state_dict, net, old_config)
     if "num_classes" in overrides and not any(k.startswith("head.") for k in state_dict):
         # the fresh head keeps its init; everything else must match exactly
@@ -76,6 +82,10 @@ def _read_directory(path: Path, model: str | None) -> tuple[Any, dict[str, torch
         except (ConfigError, TypeError) as e:
             raise CheckpointError(f"{cfg_path}: bad config ({e})") from None
         return config, read_state_dict(path / WEIGHTS_FILE)
+    if meta.get("model_type") == "vilt":  # Hugging Face transformers ViLT (any Vilt* head class)
+        from .hf_vilt import read_hf_vilt_directory
+
+        return read_hf_vilt_directory(path, meta)
     if "model_type" in meta:  # Hugging Face transformers
         from . import hf
 
@@ -98,8 +108,10 @@ def _read_directory(path: Path, model: str | None) -> tuple[Any, dict[str, torch
 
 
 def _read_file(path: Path, model: str | None) -> tuple[Any, dict[str, torch.Tensor]]:
-    if path.suffix == ".ckpt":
-        raise CheckpointError(f"{path}: original ViLT checkpoints are not supported yet")
+    if path.suffix == ".ckpt":  # original ViLT (PyTorch Lightning)
+        from .vilt_original import read_vilt_checkpoint
+
+        return read_vilt_checkpoint(path, model)
     if model is None:
         kind = "a JAX .npz" if path.suffix == ".npz" else "a bare weight file"
         raise CheckpointError(f"{path} is {kind}; pass model=<architecture name>, e.g. model='vit_base_patch16_224'")
@@ -139,20 +151,25 @@ def _find_weights(path: Path) -> Path:
 
 def _download_from_hub(repo_id: str) -> Path:
     """Fetch config.json and one weight file of a hub repo; a clear CheckpointError when that is impossible."""
-    if not repo_id or repo_id.count("/") != 1:
+    org, _, repo_name = repo_id.partition("/")
+    if not org or not repo_name or "/" in repo_name:
         raise CheckpointError(f"hf-hub source must look like 'hf-hub:<org>/<name>', got {HUB_PREFIX}{repo_id}")
     try:
         from huggingface_hub import hf_hub_download
-        from huggingface_hub.errors import EntryNotFoundError
+        from huggingface_hub.errors import EntryNotFoundError, LocalEntryNotFoundError
     except ImportError:  # pragma: no cover - a dependency of vitkit
         raise CheckpointError("hf-hub sources need the huggingface_hub package") from None
     try:
         config = Path(hf_hub_download(repo_id, CONFIG_FILE))
+        with contextlib.suppress(EntryNotFoundError):  # Hugging Face image models keep mean/std/resample here
+            hf_hub_download(repo_id, "preprocessor_config.json")
         for name in _WEIGHT_FILES:
             try:
                 hf_hub_download(repo_id, name)
                 return config.parent
-            except EntryNotFoundError:
+            except EntryNotFoundError as e:
+                if isinstance(e, LocalEntryNotFoundError):  # offline and not cached: not "absent from the repo"
+                    raise
                 continue
     except Exception as e:  # the hub raises many types (offline, 404, gated, HTTP); all mean "not loaded"
         raise CheckpointError(
@@ -189,13 +206,9 @@ def _fit_position_embedding(state_dict: dict[str, torch.Tensor], net: torch.nn.M
 
 
 def _grid_of(config: Any) -> tuple[int, int] | None:
-    from ..layers.patch_embed import to_2tuple
-
-    size = to_2tuple(config.img_size)
-    stride = config.patch_size
-    if getattr(config, "backbone_layers", None):
-        stride *= 4 * 2 ** (len(config.backbone_layers) - 1)
-    return size[0] // stride, size[1] // stride
+    """The patch grid a config's model is built for (hybrids round up at each stride-2 step, so ask the model)."""
+    with torch.device("meta"):  # no memory, no init
+        return tuple(build_model(config).patch_embed.grid_size)
 
 
 __all__ = ["from_pretrained", "list_models"]
