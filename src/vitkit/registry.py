@@ -12,11 +12,11 @@ from typing import Any
 
 from .config import replace_config
 from .errors import ConfigError, did_you_mean
-from .models import VisionTransformer, ViTConfig
+from .models import ViLT, ViLTConfig, VisionTransformer, ViTConfig
 from .models._base import PretrainedModel
 
 # model_type (as written in config.json) -> model class
-MODEL_TYPES: dict[str, type[PretrainedModel]] = {VisionTransformer.model_type: VisionTransformer}
+MODEL_TYPES: dict[str, type[PretrainedModel]] = {VisionTransformer.model_type: VisionTransformer, ViLT.model_type: ViLT}
 
 
 @dataclass(frozen=True)
@@ -62,9 +62,18 @@ def build_model(config: Any) -> PretrainedModel:
     return model_class_for(config)(config)
 
 
-def create_model(name: str, **overrides: Any) -> PretrainedModel:
-    """A randomly initialised model by registered name, e.g. `create_model("vit_base_patch16_224", num_classes=10)`."""
-    return build_model(get_config(name, **overrides))
+def create_model(name: str, *, init_from: Any = None, **overrides: Any) -> PretrainedModel:
+    """A randomly initialised model by registered name, e.g. `create_model("vit_base_patch16_224", num_classes=10)`.
+
+    `init_from`: a pretrained ViT (a `from_pretrained` source or a VisionTransformer) to initialise the vision
+    encoder of models that have one (ViLT: `create_model("vilt_b32", init_from=...)`, as its pretraining starts).
+    """
+    model = build_model(get_config(name, **overrides))
+    if init_from is not None:
+        if not hasattr(model, "init_encoder_from"):
+            raise ConfigError(f"{name}: init_from applies to models with a pretrained ViT encoder (ViLT)")
+        model.init_encoder_from(init_from)
+    return model
 
 
 # ------------------------------------------------------------------------------------------------- ViT sizes
@@ -152,3 +161,13 @@ register(
     ViTConfig(img_size=32, patch_size=4, embed_dim=192, depth=9, num_heads=3, num_classes=10, crop_pct=1.0),
     "CPU preset: 32x32 inputs, ViT-Ti width at depth 9, 4M parameters",
 )
+
+# ViLT-B/32 (Kim et al. 2021): one ViT-B/32 encoder over [text | image]; 384-pixel shorter side, 32x32 patches.
+register("vilt_b32", ViLTConfig(task="itm", extra_heads=("mlm",), max_image_len=200),
+         "ViLT-B/32 for pretraining: ITM + MLM heads (+ WPA via vitkit.ot), 200 sampled patches per image")
+register("vilt_b32_vqa", ViLTConfig(task="vqa"), "ViLT-B/32 for VQAv2: 3129-answer classifier on the pooled output")
+register("vilt_b32_nlvr2",
+         ViLTConfig(task="nlvr2", num_images=2, modality_type_vocab_size=3, num_answers=2, labels=("False", "True")),
+         "ViLT-B/32 for NLVR2: two image-text passes, pooled outputs concatenated -> 2 classes")
+register("vilt_b32_retrieval", ViLTConfig(task="retrieval"),
+         "ViLT-B/32 for image-text retrieval: one matching score per pair")

@@ -231,15 +231,9 @@ def test_loaded_model_round_trips_through_save_pretrained(tmp_path):
 
 
 # ---------------------------------------------------------------------------------------------- errors
-def test_vilt_is_not_supported_yet(tmp_path):
-    (tmp_path / "config.json").write_text(json.dumps({"model_type": "vilt"}))
-    with pytest.raises(CheckpointError, match=r"'vilt' is not supported yet.*supported model types: 'vit'"):
-        vitkit.from_pretrained(tmp_path)
-
-
 def test_other_model_types_name_the_supported_ones(tmp_path):
     (tmp_path / "config.json").write_text(json.dumps({"model_type": "deit"}))
-    with pytest.raises(CheckpointError, match=r"'deit' is not supported; supported model types: 'vit'"):
+    with pytest.raises(CheckpointError, match=r"'deit' is not supported; supported model types: 'vit', 'vilt'"):
         vitkit.from_pretrained(tmp_path)
 
 

@@ -35,7 +35,6 @@ log = logging.getLogger("vitkit")
 
 SUPPORTED_MODEL_TYPES = ("vit",)
 # Model types another part of vitkit will read; until then they get a clear "not yet".
-NOT_YET_SUPPORTED = ("vilt",)
 WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin")
 PREPROCESSOR_FILE = "preprocessor_config.json"
 
@@ -324,14 +323,10 @@ def read_hf_weights(path: Path) -> dict[str, torch.Tensor]:
 def read_hf_directory(path: Path, meta: dict[str, Any]) -> tuple[ViTConfig, dict[str, torch.Tensor]]:
     """Config and vitkit state dict of a transformers model directory; `meta` is its parsed config.json."""
     model_type = meta.get("model_type")
-    supported = ", ".join(repr(t) for t in SUPPORTED_MODEL_TYPES)
-    not_yet = ", ".join(repr(t) for t in NOT_YET_SUPPORTED)
-    if model_type in NOT_YET_SUPPORTED:
-        raise CheckpointError(f"{path}: Hugging Face model_type {model_type!r} is not supported yet; "
-                              f"supported model types: {supported}")
-    if model_type not in SUPPORTED_MODEL_TYPES:
+    supported = ", ".join(repr(t) for t in (*SUPPORTED_MODEL_TYPES, "vilt"))
+    if model_type not in SUPPORTED_MODEL_TYPES:  # 'vilt' directories are routed to hf_vilt before this
         raise CheckpointError(f"{path}: Hugging Face model_type {model_type!r} is not supported; "
-                              f"supported model types: {supported} ({not_yet}: not yet)")
+                              f"supported model types: {supported}")
     processor = read_json(path / PREPROCESSOR_FILE) if (path / PREPROCESSOR_FILE).is_file() else None
     try:
         state_dict = convert_hf_vit(read_hf_weights(path))

@@ -99,6 +99,11 @@ def _read_directory(path: Path, model: str | None) -> tuple[Any, dict[str, torch
         for key in ("mean", "std", "crop_pct", "interpolation"):
             if key in pcfg:
                 extra[key] = tuple(pcfg[key]) if isinstance(pcfg[key], list) else pcfg[key]
+        # timm creates the model with these (img_size, global_pool, depth, ...); ignoring them would build
+        # another architecture, or silently resample a 384 grid to 224. vitkit models always take any size.
+        for key, value in meta.get("model_args", {}).items():
+            if key != "dynamic_img_size":
+                extra[key] = tuple(value) if isinstance(value, list) else value
         config = _registered_config(name, **extra)
         from .timm import convert_timm_vit
 

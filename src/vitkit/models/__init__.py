@@ -1,5 +1,6 @@
 """Model families. Each model is a `PretrainedModel` built from one small dataclass config."""
 
-from .vit import ViTConfig, VisionTransformer
+from .vilt import ViLT, ViLTConfig, ViLTOutput
+from .vit import VisionTransformer, ViTConfig
 
-__all__ = ["ViTConfig", "VisionTransformer"]
+__all__ = ["ViLT", "ViLTConfig", "ViLTOutput", "ViTConfig", "VisionTransformer"]
