@@ -224,8 +224,13 @@ class VisionTransformer(PretrainedModel):
     def reset_classifier(self, num_classes: int, global_pool: str | None = None) -> None:
         """Replace the head (e.g. for fine-tuning on another label set); the config follows."""
         changes: dict[str, object] = {"num_classes": num_classes}
+        if self.config.labels is not None and len(self.config.labels) != num_classes:
+            changes["labels"] = None  # the old class names do not describe the new head
         if global_pool is not None:
             changes["global_pool"] = global_pool
+            # fc_norm=None derives the norm layout from global_pool; pin the layout this model was built with,
+            # so the config still rebuilds these modules (save_pretrained -> from_pretrained).
+            changes["fc_norm"] = isinstance(self.fc_norm, nn.LayerNorm)
         self.config = type(self.config)(**{**self.config.__dict__, **changes})
         self.head = nn.Linear(self.num_features, num_classes) if num_classes > 0 else nn.Identity()
         if num_classes > 0:

@@ -1,0 +1,63 @@
+"""PatchEmbed: a conv with kernel = stride = patch is a linear map of each flattened patch, row-major."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from vitkit.errors import VitkitError
+from vitkit.layers import PatchEmbed
+
+
+def reference_patchify(x: torch.Tensor, pe: PatchEmbed) -> torch.Tensor:
+    """Cut whole patches with unfold, flatten each (channel, row, col) and apply the conv weight as a matrix."""
+    ph, pw = pe.patch_size
+    B, C, H, W = x.shape
+    gh, gw = H // ph, W // pw
+    patches = x[:, :, : gh * ph, : gw * pw].unfold(2, ph, ph).unfold(3, pw, pw)  # [B, C, gh, gw, ph, pw]
+    patches = patches.permute(0, 2, 3, 1, 4, 5).reshape(B, gh * gw, C * ph * pw)  # row-major over the grid
+    weight = pe.proj.weight.reshape(pe.proj.out_channels, -1)  # [D, C*ph*pw]
+    return patches @ weight.T + pe.proj.bias
+
+
+@pytest.mark.parametrize(
+    ("patch", "img", "grid"),
+    [
+        (16, (224, 224), (14, 14)),
+        (4, (32, 32), (8, 8)),
+        (7, (28, 28), (4, 4)),
+        (16, (160, 256), (10, 16)),  # non-square input
+        ((4, 8), (16, 32), (4, 4)),  # non-square patches
+        (16, (230, 250), (14, 15)),  # pixels past the last whole patch are dropped
+        (1, (5, 3), (5, 3)),
+    ],
+)
+def test_patch_embed_is_a_linear_map_of_each_patch(patch, img, grid):
+    pe = PatchEmbed(img_size=img, patch_size=patch, in_chans=3, embed_dim=8)
+    x = torch.randn(2, 3, *img)
+    with torch.no_grad():
+        tokens, out_grid = pe(x)
+        ref = reference_patchify(x, pe)
+    assert out_grid == grid
+    assert tokens.shape == (2, grid[0] * grid[1], 8)
+    torch.testing.assert_close(tokens, ref, atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize(("img", "patch", "grid", "n"), [(224, 16, (14, 14), 196), ((384, 192), 32, (12, 6), 72)])
+def test_grid_size_from_config(img, patch, grid, n):
+    pe = PatchEmbed(img_size=img, patch_size=patch, in_chans=3, embed_dim=4)
+    assert pe.grid_size == grid
+    assert pe.num_patches == n
+
+
+def test_any_input_size_gives_its_own_grid():
+    pe = PatchEmbed(img_size=224, patch_size=16, in_chans=1, embed_dim=4)
+    _, grid = pe(torch.randn(1, 1, 64, 48))
+    assert grid == (4, 3)
+
+
+@pytest.mark.parametrize("hw", [(15, 32), (32, 15), (8, 8)])
+def test_input_smaller_than_a_patch_is_an_error(hw):
+    pe = PatchEmbed(img_size=32, patch_size=16, in_chans=3, embed_dim=4)
+    with pytest.raises(VitkitError, match="smaller than one 16x16 patch"):
+        pe(torch.randn(1, 3, *hw))
