@@ -57,6 +57,104 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_train(args: argparse.Namespace) -> int:
+    from .train.launch import run_train, train_config_from_args
+
+    if args.resume is None and (args.data is None or args.out is None):
+        raise VitkitError("--data and --out are required (or --resume RUN_DIR to continue a run)")
+    _log_to_stderr()
+    best = run_train(
+        task=args.task, data=args.data, out=args.resume or args.out, model=args.model, pretrained=args.pretrained,
+        img_size=args.img_size, resume=args.resume is not None, overwrite=args.overwrite,
+        skip_bad_images=args.skip_bad_images, cfg=train_config_from_args(args),
+    )
+    out = args.resume or args.out
+    shown = ", ".join(f"{k} {v:.4f}" if isinstance(v, float) else f"{k} {v}" for k, v in best.items())
+    print(f"best: {shown}\nmodel: {out}/model  metrics: {out}/metrics.json")
+    return 0
+
+
+def _cmd_eval(args: argparse.Namespace) -> int:
+    import json
+
+    from .checkpoint.load import from_pretrained
+    from .classify import evaluate
+
+    model = from_pretrained(args.model)
+    metrics = evaluate(model, args.data, batch_size=args.batch_size, device=args.device,
+                       skip_bad_images=args.skip_bad_images)
+    if args.json:
+        print(json.dumps({k: v for k, v in metrics.items() if k != "val_per_class"}))
+        return 0
+    print(f"{metrics['num_samples']} val images: top-1 {metrics['val_top1']:.4f}  top-5 {metrics['val_top5']:.4f}  "
+          f"loss {metrics['val_loss']:.4f}")
+    for name, acc in metrics["val_per_class"].items():
+        print(f"  {name:<24} {acc:.4f}")
+    return 0
+
+
+def _cmd_predict(args: argparse.Namespace) -> int:
+    import json
+
+    from .checkpoint.load import from_pretrained
+    from .classify import expand_image_paths, predict
+
+    if args.question is not None:
+        raise VitkitError("--question needs a VQA model; this release predicts with image classifiers only")
+    model = from_pretrained(args.model)
+    paths = expand_image_paths(args.image)
+    results = predict(model, paths, top_k=args.top_k)
+    if args.json:
+        if len(paths) == 1:
+            print(json.dumps({"predictions": results[0]}))
+        else:
+            print(json.dumps({"results": [{"image": str(p), "predictions": r} for p, r in zip(paths, results)]}))
+        return 0
+    for p, r in zip(paths, results):
+        preds = ", ".join(f"{x['label']} {x['score']:.2f}" for x in r)
+        print(f"{p}: {preds}" if len(paths) > 1 else preds)
+    return 0
+
+
+def _log_to_stderr() -> None:
+    import logging
+
+    class StderrHandler(logging.StreamHandler):
+        """Writes to whatever sys.stderr is at the time (it may be swapped, e.g. by test capture)."""
+
+        def emit(self, record: logging.LogRecord) -> None:
+            self.stream = sys.stderr
+            super().emit(record)
+
+    logger = logging.getLogger("vitkit")
+    if not any(type(h).__name__ == "StderrHandler" for h in logger.handlers):
+        handler = StderrHandler()
+        handler.setFormatter(logging.Formatter("%(message)s"))
+        logger.addHandler(handler)
+        logger.setLevel(logging.INFO)
+
+
+def _add_train_config_options(p: argparse.ArgumentParser) -> None:
+    """One option per TrainConfig field, with its help text; unset options keep the config's defaults."""
+    import dataclasses
+    import typing
+
+    from .train.config import TrainConfig
+
+    hints = typing.get_type_hints(TrainConfig)
+    group = p.add_argument_group("training recipe")
+    for f in dataclasses.fields(TrainConfig):
+        flag = "--" + f.name.replace("_", "-")
+        help_text = f"{f.metadata['help']} (default: {f.default})"
+        kind = hints[f.name]
+        if kind is bool:
+            group.add_argument(flag, action=argparse.BooleanOptionalAction, default=None, help=help_text)
+            continue
+        base = next((t for t in typing.get_args(kind) if t is not type(None)), kind) if typing.get_args(kind) else kind
+        group.add_argument(flag, type=_positive_int if f.name in ("epochs", "batch_size", "accum_steps") else base,
+                           default=None, choices=f.metadata.get("choices"), help=help_text, metavar=f.name.upper())
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="vitkit", description="Vision transformers (ViT, hybrid ViT, ViLT) in PyTorch.")
     parser.add_argument("--version", action="version", version=f"vitkit {_version()}")
@@ -74,6 +172,40 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default="vitkit-demo", help="directory for the trained model (default: %(default)s)")
     p.add_argument("--epochs", type=_positive_int, default=30, help="training epochs (default: %(default)s)")
     p.add_argument("--seed", type=int, default=0, help="random seed (default: %(default)s)")
+
+    p = add("train", _cmd_train, "Train or fine-tune a model. Without --model, a small CPU preset suited to the "
+            "task is used (classification: vit_nano_patch4_32 at 32x32, grey or colour from the data).")
+    p.add_argument("--task", default="classification", choices=["classification"], help="what to train "
+                   "(default: %(default)s)")
+    p.add_argument("--data", help="dataset folder: an ImageFolder (train/<class>/..., val/<class>/...), "
+                   "CIFAR-10/100 python batches, or MNIST / Fashion-MNIST IDX files")
+    p.add_argument("--out", help="run directory: checkpoint.pt, metrics.json(l), curves, model/")
+    p.add_argument("--model", help="registered name (see `vitkit models`) or any checkpoint source to fine-tune")
+    p.add_argument("--pretrained", help="weights for --model NAME: any source from_pretrained takes (the head is "
+                   "reset to the data's classes, position embeddings resampled to --img-size)")
+    p.add_argument("--img-size", type=_positive_int, help="input resolution (default: the model's; 32 for the "
+                   "CPU preset)")
+    p.add_argument("--resume", metavar="RUN_DIR", help="continue an interrupted run exactly where it stopped")
+    p.add_argument("--overwrite", action="store_true", help="replace a previous run in --out")
+    p.add_argument("--skip-bad-images", action="store_true", help="skip unreadable images (listed) instead of "
+                   "stopping at the first")
+    _add_train_config_options(p)
+
+    p = add("eval", _cmd_eval, "Evaluate a trained classifier on the val split of a dataset: top-1, top-5, "
+            "loss and per-class accuracy.")
+    p.add_argument("--model", required=True, help="model directory (e.g. RUN_DIR/model) or any checkpoint source")
+    p.add_argument("--data", required=True, help="dataset folder, as for train")
+    p.add_argument("--json", action="store_true", help="print one JSON object with the metrics.json keys")
+    p.add_argument("--batch-size", type=_positive_int, default=128, help="(default: %(default)s)")
+    p.add_argument("--device", default="auto", help="auto, cpu, cuda (default: %(default)s)")
+    p.add_argument("--skip-bad-images", action="store_true", help="skip unreadable images")
+
+    p = add("predict", _cmd_predict, "Top-k labels with probabilities for one image, several, or a folder.")
+    p.add_argument("--model", required=True, help="model directory (e.g. RUN_DIR/model) or any checkpoint source")
+    p.add_argument("--image", required=True, nargs="+", help="image file(s) or folder(s)")
+    p.add_argument("--question", help="a question about the image (VQA models)")
+    p.add_argument("--top-k", type=_positive_int, default=5, help="how many labels (default: %(default)s)")
+    p.add_argument("--json", action="store_true", help='print {"predictions": [{"label": ..., "score": ...}]}')
 
     p = add("convert", _cmd_convert, "Convert a checkpoint (timm, Hugging Face, JAX .npz, hf-hub:ORG/NAME) "
             "to vitkit's format (config.json + model.safetensors).")

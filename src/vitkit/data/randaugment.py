@@ -81,6 +81,12 @@ class Rng:
         self._buffer: list[float] = []
         self._worker_seed: int | None = None
 
+    def reseed(self, seed: int) -> None:
+        """Restart the stream from `seed` (drops buffered draws): the training engine calls this per step in
+        deterministic mode, so augmentations depend only on (seed, step) — and a resumed run replays them."""
+        self.generator = torch.Generator().manual_seed(seed)
+        self._buffer = []
+
     def _gen(self) -> torch.Generator | np.random.Generator | random.Random | None:
         info = get_worker_info()
         if info is not None and info.seed != self._worker_seed:

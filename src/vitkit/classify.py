@@ -1,0 +1,78 @@
+"""Using a trained image classifier: evaluate it on a dataset's val split, and predict labels for images.
+
+Preprocessing comes from the model's own config (size, mean, std, crop, interpolation), so it matches what
+training used."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+from torch.utils.data import DataLoader
+
+from .data.imagefolder import is_image_file
+from .data.transforms import DataConfig, EvalTransform
+from .errors import VitkitError
+from .images import load_image
+
+
+def evaluate(model: nn.Module, data_dir: str | Path, *, batch_size: int = 128, device: str = "auto",
+             skip_bad_images: bool = False) -> dict[str, Any]:
+    """Top-1, top-5, loss and per-class accuracy of `model` on the val split of `data_dir`."""
+    from .data.classification import load_classification_data
+    from .train.classification import ClassificationTask
+    from .train.distributed import DistInfo
+    from .train.engine import StepContext, resolve_device
+
+    cfg = DataConfig.from_model(model)
+    data = load_classification_data(data_dir, cfg, randaugment=None, skip_bad_images=skip_bad_images)
+    labels = list(model.config.labels or [])
+    if labels and labels != list(data.classes):
+        raise VitkitError(f"the model was trained on classes {labels[:6]}..., but {data_dir} has "
+                          f"{list(data.classes)[:6]}...")
+    dev = resolve_device(device)
+    model = model.to(dev).eval()
+    task = ClassificationTask(classes=list(data.classes))
+    loader = DataLoader(data.val, batch_size=batch_size, shuffle=False)
+    metrics = task.evaluate(model, loader, StepContext(device=dev, dist=DistInfo()))
+    return {**{k: v for k, v in metrics.items() if not k.startswith("_")}, "val_per_class": metrics["_per_class"],
+            "num_samples": len(data.val)}
+
+
+def expand_image_paths(paths: Sequence[str | Path]) -> list[Path]:
+    """Files as given; folders contribute their images (recursively, sorted)."""
+    out: list[Path] = []
+    for p in map(Path, paths):
+        if p.is_dir():
+            found = sorted(f for f in p.rglob("*") if f.is_file() and is_image_file(f.name))
+            if not found:
+                raise VitkitError(f"folder {p} holds no images")
+            out.extend(found)
+        elif p.is_file():
+            out.append(p)
+        else:
+            raise VitkitError(f"image not found: {p}")
+    return out
+
+
+@torch.no_grad()
+def predict(model: nn.Module, images: Sequence[str | Path], *, top_k: int = 5,
+            batch_size: int = 32) -> list[list[dict[str, Any]]]:
+    """For each image, the top-k `{"label", "score"}` predictions, best first (scores are probabilities)."""
+    cfg = DataConfig.from_model(model)
+    transform = EvalTransform(cfg)
+    labels = list(model.config.labels or [str(i) for i in range(model.config.num_classes)])
+    k = max(1, min(top_k, len(labels)))
+    device = next(model.parameters()).device
+    model.eval()
+    results: list[list[dict[str, Any]]] = []
+    for i in range(0, len(images), batch_size):
+        batch = torch.stack([transform(load_image(p, cfg.mode)) for p in images[i : i + batch_size]])
+        probs = model(batch.to(device)).float().softmax(-1)
+        top = probs.topk(k, dim=-1)
+        for scores, idx in zip(top.values.tolist(), top.indices.tolist()):
+            results.append([{"label": labels[j], "score": s} for s, j in zip(scores, idx)])
+    return results

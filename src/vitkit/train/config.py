@@ -1,0 +1,69 @@
+"""Every training knob in one place, with its help text. The CLI's `vitkit train` options are generated from
+this dataclass, so a new knob is one line here."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, fields
+from typing import Any
+
+
+def knob(default: Any, help: str, **meta: Any) -> Any:
+    return field(default=default, metadata={"help": help, **meta})
+
+
+@dataclass
+class TrainConfig:
+    epochs: int = knob(30, "training epochs")
+    batch_size: int = knob(128, "global batch size (split over processes and accumulation steps)")
+    lr: float = knob(1e-3, "peak learning rate (AdamW)")
+    min_lr: float = knob(1e-5, "learning rate at the end of the cosine schedule")
+    warmup_epochs: float = knob(3.0, "linear warmup length in epochs (fractions allowed)")
+    weight_decay: float = knob(0.05, "AdamW weight decay (never applied to norms, biases, tokens, position embeddings)")
+    head_lr_mult: float = knob(1.0, "learning-rate multiplier for the task head")
+    label_smoothing: float = knob(0.1, "label smoothing (also applied to mixup targets)")
+    randaugment: str = knob("auto", "RandAugment policy in timm notation (e.g. rand-m9-mstd0.5-inc1), 'none', or "
+                            "auto: m9 for >= 10k training images, m5 below")
+    mixup: float | None = knob(None, "mixup alpha, 0 disables (default: 0.8 for >= 10k training images, else 0)")
+    cutmix: float | None = knob(None, "cutmix alpha, 0 disables (default: 1.0 for >= 10k training images, else 0)")
+    mixup_prob: float = knob(1.0, "probability of applying mixup/cutmix to a batch")
+    random_erasing: float = knob(0.25, "random erasing probability")
+    hflip: float | None = knob(None, "horizontal flip probability (default: 0.5 for colour data, 0 for grey: "
+                               "digits and text are not mirror-symmetric)")
+    crop_scale: float | None = knob(None, "smallest RandomResizedCrop area fraction (default: by image size; "
+                                    "1 turns random cropping off)")
+    drop_path: float = knob(0.1, "stochastic depth rate")
+    ema: bool = knob(True, "keep an exponential moving average of the weights and evaluate it too")
+    ema_decay: float = knob(0.999, "EMA decay (warmed up as min(decay, (1+step)/(10+step)))")
+    clip_grad: float = knob(1.0, "gradient clipping max norm (0 disables)")
+    accum_steps: int = knob(1, "gradient accumulation steps")
+    amp: str = knob("auto", "mixed precision: auto (bf16 on CUDA when supported, else fp32), bf16, fp16 (CUDA), none",
+                    choices=("auto", "bf16", "fp16", "none"))
+    compile: bool = knob(False, "torch.compile the model")
+    deterministic: bool = knob(False, "seeded and reproducible run to run (deterministic kernels)")
+    seed: int = knob(0, "random seed")
+    workers: int = knob(-1, "DataLoader workers (-1: 0 for in-memory data, else min(4, cores))")
+    device: str = knob("auto", "device: auto, cpu, cuda, cuda:N")
+    log_every: int = knob(20, "steps between metrics.jsonl lines")
+    progress: bool = knob(True, "show progress bars")
+
+
+def train_config_fields() -> list[Any]:
+    return list(fields(TrainConfig))
+
+
+LARGE_DATASET = 10_000  # training images from which the full DeiT-style regularisation pays off
+
+
+def resolve_recipe(cfg: TrainConfig, *, num_train: int, in_chans: int) -> TrainConfig:
+    """Fill the data-dependent defaults (None / "auto") for a dataset of `num_train` images."""
+    from dataclasses import replace
+
+    large = num_train >= LARGE_DATASET
+    return replace(
+        cfg,
+        randaugment=("rand-m9-mstd0.5-inc1" if large else "rand-m5-mstd0.5-inc1") if cfg.randaugment == "auto"
+        else cfg.randaugment,
+        mixup=(0.8 if large else 0.0) if cfg.mixup is None else cfg.mixup,
+        cutmix=(1.0 if large else 0.0) if cfg.cutmix is None else cfg.cutmix,
+        hflip=(0.5 if in_chans == 3 else 0.0) if cfg.hflip is None else cfg.hflip,
+    )

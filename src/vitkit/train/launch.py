@@ -1,0 +1,168 @@
+"""`vitkit train`: turn command-line choices into a model, data, a task and a Trainer — and back again for
+`--resume RUN_DIR`, which rebuilds all of it from the checkpoint alone."""
+
+from __future__ import annotations
+
+import logging
+import shutil
+from dataclasses import asdict, fields, replace
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from ..checkpoint.load import from_pretrained
+from ..config import config_from_dict
+from ..errors import ConfigError, VitkitError
+from ..registry import MODEL_TYPES, create_model, list_models
+from .config import TrainConfig, resolve_recipe
+from .engine import Trainer
+from .state import STATE_FILE, load_state
+
+log = logging.getLogger("vitkit")
+
+TASKS = ("classification",)
+DEFAULT_MODELS = {"classification": "vit_nano_patch4_32"}
+RUN_FILES = (STATE_FILE, "metrics.json", "metrics.jsonl", "training_curves.png", "confusion_matrix.png")
+
+
+def prepare_run_dir(out: Path, *, resume: bool, overwrite: bool) -> None:
+    """Refuse to mix two runs in one directory unless told to resume or overwrite."""
+    taken = [name for name in (*RUN_FILES, "model") if (out / name).exists()]
+    if resume:
+        if not (out / STATE_FILE).is_file():
+            raise VitkitError(f"{out} holds no {STATE_FILE} to resume from")
+        return
+    if taken and not overwrite:
+        raise VitkitError(f"{out} already holds a run ({', '.join(taken)}); pass --resume {out} to continue it or "
+                          "--overwrite to start over")
+    for name in taken:
+        path = out / name
+        shutil.rmtree(path) if path.is_dir() else path.unlink()
+
+
+def _in_chans_for(data_dir: Path) -> int:
+    """1 for grey datasets (MNIST, Fashion-MNIST, an ImageFolder of grey images), else 3."""
+    from ..data.classification import detect_dataset_kind
+    from ..data.imagefolder import scan_image_folder
+
+    kind, _ = detect_dataset_kind(data_dir)
+    if kind in ("mnist", "fashion-mnist"):
+        return 1
+    if kind != "imagefolder":
+        return 3
+    from PIL import Image
+
+    paths = scan_image_folder(data_dir).train[:16]
+    modes = set()
+    for p, _ in paths:
+        try:
+            with Image.open(p) as im:
+                modes.add(im.mode)
+        except OSError:
+            continue
+    return 1 if modes and modes <= {"L", "1", "I;16", "I;16B", "I;16L", "I", "F", "LA"} else 3
+
+
+def _peek(data_dir: Path) -> tuple[list[str], int]:
+    """(class names, training-set size) without decoding an ImageFolder."""
+    from ..data.classification import detect_dataset_kind, load_classification_data
+    from ..data.imagefolder import scan_image_folder
+    from ..data.transforms import DataConfig
+
+    kind, _ = detect_dataset_kind(data_dir)
+    if kind == "imagefolder":
+        scan = scan_image_folder(data_dir)
+        return list(scan.classes), len(scan.train)
+    ds = load_classification_data(data_dir, DataConfig(img_size=32, in_chans=1, mean=(0.5,), std=(0.5,)),
+                                  randaugment=None)
+    return list(ds.classes), len(ds.train)
+
+
+def build_model(spec: str | None, *, task: str, num_classes: int, labels: list[str], in_chans: int,
+                img_size: int | None, pretrained: str | None, drop_path: float) -> torch.nn.Module:
+    """A registered name (random init, or `pretrained` weights), or any from_pretrained source."""
+    overrides: dict[str, Any] = {"num_classes": num_classes, "labels": tuple(labels), "drop_path_rate": drop_path}
+    if img_size:
+        overrides["img_size"] = img_size
+    name = spec or DEFAULT_MODELS[task]
+    registered = name in list_models()
+    if pretrained:
+        model = from_pretrained(pretrained, model=name if registered else None, **overrides)
+    elif registered:  # from scratch: take the data's channels (grey data trains a 1-channel stem)
+        overrides.update(in_chans=in_chans, mean=(0.5,) * in_chans, std=(0.5,) * in_chans)
+        model = create_model(name, **overrides)
+    else:
+        model = from_pretrained(name, **overrides)
+    return model.train()
+
+
+def run_train(
+    *, task: str, data: Path | None, out: Path, model: str | None = None, pretrained: str | None = None,
+    img_size: int | None = None, resume: bool = False, overwrite: bool = False, skip_bad_images: bool = False,
+    cfg: TrainConfig | None = None,
+) -> dict[str, Any]:
+    from ..data.classification import load_classification_data
+    from ..data.mixup import Mixup
+    from ..data.randaugment import Rng
+    from ..data.transforms import DataConfig
+    from .classification import ClassificationTask
+
+    out = Path(out)
+    prepare_run_dir(out, resume=resume, overwrite=overwrite)
+    saved = load_state(out) if resume else None
+    if saved is not None:
+        args = saved["run_args"]
+        task, data, skip_bad_images = args["task"], Path(args["data"]), args.get("skip_bad_images", False)
+        known = {f.name for f in fields(TrainConfig)}
+        cfg = TrainConfig(**{k: v for k, v in saved["train_config"].items() if k in known})
+    cfg = cfg or TrainConfig()
+    if task not in TASKS:
+        raise ConfigError(f"unknown task {task!r}; available: {', '.join(TASKS)}")
+    if data is None:
+        raise ConfigError("--data is required")
+    data = Path(data)
+    if not data.exists():
+        raise VitkitError(f"data directory not found: {data}")
+
+    classes, num_train = _peek(data)
+    torch.manual_seed(cfg.seed)  # the initial weights are part of the run's seed
+    if saved is not None:
+        mtype = saved["model_type"]
+        net = MODEL_TYPES[mtype](config_from_dict(MODEL_TYPES[mtype].config_class, saved["model_config"]))
+    else:
+        in_chans = 3 if pretrained or (model and model not in list_models()) else _in_chans_for(data)
+        net = build_model(model, task=task, num_classes=len(classes), labels=classes, in_chans=in_chans,
+                          img_size=img_size, pretrained=pretrained, drop_path=cfg.drop_path)
+    data_cfg = DataConfig.from_model(net)
+    augment_rng = Rng(torch.Generator().manual_seed(cfg.seed))
+    unresolved = cfg
+    cfg = resolve_recipe(cfg, num_train=num_train, in_chans=data_cfg.in_chans)
+    ds = load_classification_data(
+        data, data_cfg, scale=(cfg.crop_scale, 1.0) if cfg.crop_scale else None,
+        ratio=(1.0, 1.0) if cfg.crop_scale == 1.0 else (3 / 4, 4 / 3), hflip=cfg.hflip,
+        randaugment=None if cfg.randaugment == "none" else cfg.randaugment, re_prob=cfg.random_erasing,
+        generator=augment_rng, skip_bad_images=skip_bad_images,
+    )
+    if list(ds.classes) != list(net.config.labels or ds.classes):
+        raise VitkitError(f"the model's classes {list(net.config.labels)[:5]}... differ from the data's "
+                          f"{ds.classes[:5]}...")
+    for w in ds.warnings:
+        log.warning("%s", w)
+    log.info("%s", ds.summary())
+    mixup = None
+    if cfg.mixup > 0 or cfg.cutmix > 0:
+        mixup = Mixup(num_classes=len(ds.classes), mixup_alpha=cfg.mixup, cutmix_alpha=cfg.cutmix,
+                      prob=cfg.mixup_prob, label_smoothing=cfg.label_smoothing,
+                      generator=torch.Generator().manual_seed(cfg.seed + 1))
+    task_obj = ClassificationTask(classes=ds.classes, label_smoothing=cfg.label_smoothing, mixup=mixup,
+                                  augment_rng=augment_rng, run_dir=out)
+    run_args = {"task": task, "data": str(data.resolve()), "skip_bad_images": skip_bad_images}
+    trainer = Trainer(task_obj, net, ds.train, ds.val, cfg, out, run_args=run_args, resume=saved is not None,
+                      saved_config=asdict(unresolved))
+    return trainer.fit()
+
+
+def train_config_from_args(ns: Any) -> TrainConfig:
+    values = {f.name: getattr(ns, f.name) for f in fields(TrainConfig) if getattr(ns, f.name, None) is not None}
+    return replace(TrainConfig(), **values)

@@ -1,0 +1,69 @@
+"""Training state on disk: one plain-types dict (tensors, numbers, strings, lists, dicts), written atomically
+and read back with `torch.load(weights_only=True)` — a checkpoint never runs code."""
+
+from __future__ import annotations
+
+import os
+import pickle
+import random
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from ..errors import CheckpointError
+
+STATE_FILE = "checkpoint.pt"
+
+
+def save_state(state: dict[str, Any], run_dir: Path) -> Path:
+    """Write RUN_DIR/checkpoint.pt via a temp file + rename: an interrupted or failed write (full disk, kill -9)
+    leaves the previous checkpoint intact."""
+    path = Path(run_dir) / STATE_FILE
+    fd, tmp = tempfile.mkstemp(dir=run_dir, prefix=".checkpoint.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            torch.save(state, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def load_state(run_dir: Path) -> dict[str, Any]:
+    path = Path(run_dir) / STATE_FILE
+    if not path.is_file():
+        raise CheckpointError(f"{run_dir} holds no training checkpoint ({STATE_FILE}); nothing to resume")
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except (pickle.UnpicklingError, RuntimeError, EOFError, OSError) as e:
+        raise CheckpointError(f"cannot read {path} ({type(e).__name__}: {e})") from None
+
+
+def rng_state() -> dict[str, Any]:
+    """Global RNG states (python, numpy's legacy global generator, torch, CUDA) as plain types."""
+    np_state = np.random.get_state()  # noqa: NPY002 (third-party code may draw from the global generator)
+    state = {
+        "python": random.getstate(),
+        "numpy": torch.from_numpy(np_state[1].astype(np.int64)),
+        "numpy_pos": int(np_state[2]),
+        "torch": torch.get_rng_state(),
+    }
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def set_rng_state(state: dict[str, Any]) -> None:
+    py = state["python"]
+    random.setstate((py[0], tuple(py[1]), py[2]))
+    np_state = ("MT19937", state["numpy"].numpy().astype(np.uint32), state["numpy_pos"], 0, 0.0)
+    np.random.set_state(np_state)  # noqa: NPY002
+    torch.set_rng_state(state["torch"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])

@@ -1,0 +1,84 @@
+"""Pictures for people: training curves and confusion matrices (PNG, matplotlib's Agg backend, no display).
+
+Attention maps and word-patch alignments live next to the models that make them."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+
+def _pyplot():
+    import matplotlib
+
+    matplotlib.use("Agg", force=True)
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def read_jsonl(path: Path) -> list[dict]:
+    rows = []
+    for line in Path(path).read_text().splitlines():
+        line = line.strip()
+        if line:
+            rows.append(json.loads(line))
+    return rows
+
+
+def plot_training_curves(metrics_jsonl: Path, out_png: Path, *, metric: str = "val_top1") -> Path:
+    """Loss (per logging window and per epoch on val), the validation metric (and its EMA twin), and the
+    learning rate, against optimizer steps."""
+    rows = read_jsonl(metrics_jsonl)
+    steps = [r for r in rows if "loss" in r and "lr" in r]
+    evals = [r for r in rows if metric in r]
+    plt = _pyplot()
+    fig, axes = plt.subplots(1, 3, figsize=(15, 4))
+    ax = axes[0]
+    ax.plot([r["step"] for r in steps], [r["loss"] for r in steps], label="train loss", lw=1)
+    if evals and "val_loss" in evals[0]:
+        ax.plot([r["step"] for r in evals], [r["val_loss"] for r in evals], "o-", label="val loss")
+    ax.set(xlabel="step", ylabel="loss", title="loss")
+    ax.legend()
+    ax = axes[1]
+    if evals:
+        ax.plot([r["step"] for r in evals], [r[metric] for r in evals], "o-", label=metric)
+        if f"ema_{metric}" in evals[0]:
+            ax.plot([r["step"] for r in evals], [r[f"ema_{metric}"] for r in evals], "s--", label=f"EMA {metric}")
+        ax.legend()
+    ax.set(xlabel="step", ylabel=metric, title=metric)
+    ax.grid(alpha=0.3)
+    ax = axes[2]
+    ax.plot([r["step"] for r in steps], [r["lr"] for r in steps])
+    ax.set(xlabel="step", ylabel="learning rate", title="learning rate")
+    fig.tight_layout()
+    fig.savefig(out_png, dpi=110)
+    plt.close(fig)
+    return Path(out_png)
+
+
+def plot_confusion_matrix(matrix: np.ndarray, labels: Sequence[str], out_png: Path, *, title: str = "") -> Path:
+    """Row-normalised confusion matrix (rows: true class, columns: predicted), counts in the cells when few."""
+    m = np.asarray(matrix, dtype=np.float64)
+    norm = m / np.maximum(m.sum(axis=1, keepdims=True), 1)
+    n = len(labels)
+    plt = _pyplot()
+    size = min(4 + 0.45 * n, 20)
+    fig, ax = plt.subplots(figsize=(size, size))
+    ax.imshow(norm, cmap="Blues", vmin=0, vmax=1)
+    if n <= 30:
+        ax.set_xticks(range(n), labels, rotation=90)
+        ax.set_yticks(range(n), labels)
+        for i in range(n):
+            for j in range(n):
+                if m[i, j]:
+                    ax.text(j, i, int(m[i, j]), ha="center", va="center", fontsize=8,
+                            color="white" if norm[i, j] > 0.5 else "black")
+    ax.set(xlabel="predicted", ylabel="true", title=title or "confusion matrix")
+    fig.tight_layout()
+    fig.savefig(out_png, dpi=110)
+    plt.close(fig)
+    return Path(out_png)
