@@ -4,6 +4,7 @@ Hugging Face transformers and the original JAX releases."""
 from .checkpoint.load import from_pretrained
 from .errors import CheckpointError, ConfigError, VitkitError
 from .registry import create_model, get_config, list_models
+from .vilt_inference import fill_mask, itm_score, rank_images, rank_texts, retrieval_scores, vqa
 
 __version__ = "0.1.0"
 
@@ -13,7 +14,13 @@ __all__ = [
     "VitkitError",
     "__version__",
     "create_model",
+    "fill_mask",
     "from_pretrained",
     "get_config",
+    "itm_score",
     "list_models",
+    "rank_images",
+    "rank_texts",
+    "retrieval_scores",
+    "vqa",
 ]

@@ -344,6 +344,21 @@ class ViLT(PretrainedModel):
             image = image + types[image_token_type_idx]
         else:  # [B] (NLVR2: image 1 / image 2 per row)
             image = image + self.token_type_embeddings(image_token_type_idx)[:, None]
+        return self.forward_joint(text, text_masks, image, image_masks, patch_index, output_attentions)
+
+    def forward_joint(
+        self,
+        text: torch.Tensor,
+        text_masks: torch.Tensor,
+        image: torch.Tensor,
+        image_masks: torch.Tensor,
+        patch_index: torch.Tensor,
+        output_attentions: bool = False,
+    ) -> ViLTOutput:
+        """The shared encoder over embedded tokens (no heads): text [B, Lt, D] from `text_embeddings` and image
+        [B, 1+Li, D] from `embed_image`, each with its modality-type embedding already added, masks bool.
+        `forward_features` is the embeddings + this; `vitkit.vilt_inference` calls it directly to run many texts
+        against one image embedded once."""
         x = torch.cat([text, image], dim=1)  # [B, Lt + 1 + Li, D]
         mask = torch.cat([text_masks, image_masks], dim=1)  # one key-padding mask over [text | image]
         attentions = [] if output_attentions else None
