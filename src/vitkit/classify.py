@@ -76,3 +76,27 @@ def predict(model: nn.Module, images: Sequence[str | Path], *, top_k: int = 5,
         for scores, idx in zip(top.values.tolist(), top.indices.tolist()):
             results.append([{"label": labels[j], "score": s} for s, j in zip(scores, idx)])
     return results
+
+
+@torch.no_grad()
+def attention_maps(model: nn.Module, image: str | Path, out_png: str | Path) -> dict[str, Any]:
+    """Attention rollout and the last layer's [CLS] attention for one image, overlaid on it, saved as a PNG.
+    Returns the two [gh, gw] maps and the top prediction."""
+    from .viz import attention_rollout, last_layer_cls_attention, plot_attention_overlay
+
+    cfg = DataConfig.from_model(model)
+    transform = EvalTransform(cfg)
+    shown = transform.crop(load_image(image, cfg.mode))  # the maps cover exactly what the model saw
+    x = transform.to_tensor(shown)[None].to(next(model.parameters()).device)
+    out = model.eval().forward_intermediates(x, return_attention=True)
+    gh, gw = out["grid"]
+    prefix = model.num_prefix_tokens
+    rollout = attention_rollout(out["attentions"], num_prefix=prefix)[0].reshape(gh, gw).cpu().numpy()
+    last = last_layer_cls_attention(out["attentions"], num_prefix=prefix)[0].reshape(gh, gw).cpu().numpy()
+    probs = out["logits"].float().softmax(-1)[0]
+    labels = list(model.config.labels or [str(i) for i in range(len(probs))])
+    score, idx = probs.max(0)
+    title = f"{labels[int(idx)]} {float(score):.2f}"
+    plot_attention_overlay(shown, {"attention rollout": rollout, "last layer [CLS] attention": last}, Path(out_png),
+                           title=title)
+    return {"rollout": rollout, "last_layer": last, "label": labels[int(idx)], "score": float(score)}

@@ -82,3 +82,57 @@ def plot_confusion_matrix(matrix: np.ndarray, labels: Sequence[str], out_png: Pa
     fig.savefig(out_png, dpi=110)
     plt.close(fig)
     return Path(out_png)
+
+
+# ------------------------------------------------------------------------------------------ attention maps
+def attention_rollout(attentions: Sequence, *, num_prefix: int = 1, residual: float = 0.5):
+    """Attention rollout (Abnar & Zuidema 2020, https://arxiv.org/abs/2005.00928): per layer, the head-mean
+    attention mixed with the identity for the residual path, rows renormalised, multiplied through the depth.
+
+    attentions: per layer [B, heads, N, N]. Returns [B, N - num_prefix]: how much each patch flows into the
+    [CLS] token (the mean over all tokens' rows when the model has no prefix token).
+    """
+    import torch
+
+    rollout = None
+    for attn in attentions:
+        a = attn.float().mean(dim=1)  # [B, N, N]
+        eye = torch.eye(a.shape[-1], device=a.device)
+        a = residual * eye + (1 - residual) * a
+        a = a / a.sum(dim=-1, keepdim=True)
+        rollout = a if rollout is None else a @ rollout
+    assert rollout is not None, "no attention maps given"
+    rows = rollout[:, 0] if num_prefix else rollout.mean(dim=1)  # [B, N]
+    return rows[:, num_prefix:]
+
+
+def last_layer_cls_attention(attentions: Sequence, *, num_prefix: int = 1):
+    """[B, N - num_prefix]: the last layer's head-mean attention from [CLS] (or from all tokens) to the patches."""
+    a = attentions[-1].float().mean(dim=1)  # [B, N, N]
+    rows = a[:, 0] if num_prefix else a.mean(dim=1)
+    return rows[:, num_prefix:]
+
+
+def plot_attention_overlay(image, maps: dict[str, np.ndarray], out_png: Path, *, title: str = "") -> Path:
+    """The picture, then each [gh, gw] map upsampled to it and overlaid as a heat map."""
+    from PIL import Image
+
+    plt = _pyplot()
+    img = np.asarray(image.convert("RGB"))
+    h, w = img.shape[:2]
+    fig, axes = plt.subplots(1, 1 + len(maps), figsize=(4 * (1 + len(maps)), 4.4))
+    axes[0].imshow(img)
+    axes[0].set_title(title or "input")
+    for ax, (name, grid) in zip(axes[1:], maps.items()):
+        g = np.asarray(grid, dtype=np.float32)
+        g = (g - g.min()) / max(float(g.max() - g.min()), 1e-12)
+        heat = np.asarray(Image.fromarray((g * 255).astype(np.uint8)).resize((w, h), Image.Resampling.BICUBIC))
+        ax.imshow(img)
+        ax.imshow(heat, cmap="jet", alpha=0.5)
+        ax.set_title(name)
+    for ax in axes:
+        ax.axis("off")
+    fig.tight_layout()
+    fig.savefig(out_png, dpi=110)
+    plt.close(fig)
+    return Path(out_png)

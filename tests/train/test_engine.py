@@ -121,7 +121,7 @@ def test_two_gloo_processes_match_one_process(digits16, tmp_path):
     """DDP: 2 processes x 32 samples per step == 1 process x 64 (no per-sample randomness: crops, erasing,
     RandAugment and drop-path off)."""
     args = ["--data", str(digits16), "--epochs", "1", *FAST, "--deterministic", "--drop-path", "0",
-            "--randaugment", "none", "--random-erasing", "0", "--crop-scale", "1", "--no-ema"]
+            "--randaugment", "none", "--random-erasing", "0", "--crop", "rrc", "--crop-scale", "1", "--no-ema"]
     one = cli("train", "--out", str(tmp_path / "one"), *args)
     assert one.returncode == 0, one.stderr
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
@@ -133,4 +133,11 @@ def test_two_gloo_processes_match_one_process(digits16, tmp_path):
     assert two.returncode == 0, two.stderr[-3000:]
     a, b = weights(tmp_path / "one"), weights(tmp_path / "two")
     for k in a:
-        torch.testing.assert_close(a[k], b[k], rtol=1e-4, atol=1e-5, msg=k)
+        x, y = a[k], b[k]
+        if k.endswith("attn.qkv.bias"):
+            # The key bias adds a per-query constant to every score, which softmax removes: its gradient is
+            # zero up to rounding, and Adam turns that rounding noise (which depends on the reduction order,
+            # so on the process count) into lr-sized steps. Compare the query and value biases only.
+            d = x.shape[0] // 3
+            x, y = torch.cat([x[:d], x[2 * d :]]), torch.cat([y[:d], y[2 * d :]])
+        torch.testing.assert_close(x, y, rtol=1e-4, atol=2e-5, msg=lambda m, k=k: f"{k}: {m}")

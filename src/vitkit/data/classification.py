@@ -60,6 +60,8 @@ class TensorImageDataset(Dataset):
     `images` is uint8 [N, C, H, W] (C = 1 or 3), or a sequence of uint8 [C, H_i, W_i] when sizes differ.
     """
 
+    in_memory = True  # the training engine uses no DataLoader workers for in-memory data
+
     def __init__(
         self,
         images: torch.Tensor | Sequence[torch.Tensor],
@@ -191,6 +193,7 @@ def load_classification_data(
     skip_bad_images: bool = False,
     cache: bool | None = None,
     cache_limit_mb: float = DEFAULT_CACHE_LIMIT_MB,
+    shift: int | None = None,
 ) -> ClassificationData:
     """Detect the dataset in `data_dir` and build its train / val datasets for a model with `data_config`.
 
@@ -208,7 +211,7 @@ def load_classification_data(
         hflip = 0.0 if kind == "mnist" else 0.5
     built_train, built_eval = build_transforms(
         data_config, scale=scale, ratio=ratio, hflip=hflip, randaugment=randaugment, re_prob=re_prob,
-        generator=generator,
+        generator=generator, shift=shift,
     )
     train_tf = train_transform if train_transform is not None else built_train
     eval_tf = eval_transform if eval_transform is not None else built_eval

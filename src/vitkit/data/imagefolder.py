@@ -196,6 +196,8 @@ class ImageFolderDataset(Dataset):
     the file (and DataLoader re-raises it in the main process).
     """
 
+    in_memory = False  # the training engine uses no DataLoader workers for in-memory data
+
     def __init__(
         self,
         samples: Sequence[tuple[Path, int]],

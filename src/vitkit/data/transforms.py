@@ -154,14 +154,18 @@ class EvalTransform:
         self.scale_size = (math.floor(h / config.crop_pct), math.floor(w / config.crop_pct))
         self.to_tensor = ToNormalizedTensor(config.mean, config.std)
 
-    def __call__(self, img: Image.Image) -> torch.Tensor:
+    def crop(self, img: Image.Image) -> Image.Image:
+        """The resized, centre-cropped picture the model sees (before normalisation)."""
         img = _ensure_mode(img, self.config.mode)
         sh, sw = self.scale_size
         if sh == sw:
             img = resize_shorter(img, sh, self.resample)
         elif img.size != (sw, sh):
             img = img.resize((sw, sh), self.resample)  # non-square target: exact size (timm's rule)
-        return self.to_tensor(center_crop(img, self.config.size_hw))
+        return center_crop(img, self.config.size_hw)
+
+    def __call__(self, img: Image.Image) -> torch.Tensor:
+        return self.to_tensor(self.crop(img))
 
     def __repr__(self) -> str:
         c = self.config
@@ -226,6 +230,9 @@ class RandomErasing:
 class TrainTransform:
     """RandomResizedCrop -> horizontal flip -> RandAugment -> normalise -> random erasing. PIL -> [C, H, W].
 
+    `shift`: instead of RandomResizedCrop, resize the whole image to the target size and translate it by up
+    to `shift` pixels each way (zero fill, as CIFAR's pad-and-crop) — the gentle geometry that suits tiny
+    images of small objects (digits), where zooming and aspect changes alter stroke widths.
     `scale`: crop area range, default `default_crop_scale(img_size)`; `ratio`: aspect range; `hflip`: flip
     probability; `randaugment`: a timm string (None or "" disables it); `re_prob`: random erasing probability;
     `generator`: one torch / numpy / random generator for every random choice (None: torch's global RNG).
@@ -241,8 +248,12 @@ class TrainTransform:
         randaugment: str | None = DEFAULT_RANDAUGMENT,
         re_prob: float = 0.25,
         generator: GeneratorLike | Rng = None,
+        shift: int | None = None,
     ) -> None:
         self.config = config
+        if shift is not None and shift < 0:
+            raise ConfigError(f"shift must be >= 0 pixels, got {shift}")
+        self.shift = shift
         self.scale = tuple(scale) if scale is not None else default_crop_scale(config.img_size)
         if not 0.0 < self.scale[0] <= self.scale[1] <= 1.0:
             raise ConfigError(f"crop scale must satisfy 0 < min <= max <= 1, got {self.scale}")
@@ -268,8 +279,15 @@ class TrainTransform:
     def __call__(self, img: Image.Image) -> torch.Tensor:
         img = _ensure_mode(img, self.config.mode)
         th, tw = self.config.size_hw
-        top, left, h, w = random_resized_crop_params(img.width, img.height, self.scale, self.ratio, self.rng)
-        img = img.crop((left, top, left + w, top + h)).resize((tw, th), self.resample)
+        if self.shift is not None:
+            if img.size != (tw, th):
+                img = img.resize((tw, th), self.resample)
+            s = self.shift
+            dx, dy = self.rng.randint(-s, s + 1), self.rng.randint(-s, s + 1)
+            img = img.transform(img.size, Image.Transform.AFFINE, (1, 0, dx, 0, 1, dy), fillcolor=0)  # zero padding
+        else:
+            top, left, h, w = random_resized_crop_params(img.width, img.height, self.scale, self.ratio, self.rng)
+            img = img.crop((left, top, left + w, top + h)).resize((tw, th), self.resample)
         if self.hflip > 0 and self.rng.random() < self.hflip:
             img = img.transpose(Image.Transpose.FLIP_LEFT_RIGHT)
         if self.randaugment is not None:
@@ -292,10 +310,12 @@ def build_transforms(
     randaugment: str | None = DEFAULT_RANDAUGMENT,
     re_prob: float = 0.25,
     generator: GeneratorLike | Rng = None,
+    shift: int | None = None,
 ) -> tuple[TrainTransform, EvalTransform]:
     """(train, eval) transforms for `config`; the keyword options are `TrainTransform`'s."""
     train = TrainTransform(
-        config, scale=scale, ratio=ratio, hflip=hflip, randaugment=randaugment, re_prob=re_prob, generator=generator
+        config, scale=scale, ratio=ratio, hflip=hflip, randaugment=randaugment, re_prob=re_prob, generator=generator,
+        shift=shift,
     )
     return train, EvalTransform(config)
 

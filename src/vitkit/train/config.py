@@ -13,20 +13,25 @@ def knob(default: Any, help: str, **meta: Any) -> Any:
 
 @dataclass
 class TrainConfig:
-    epochs: int = knob(30, "training epochs")
-    batch_size: int = knob(128, "global batch size (split over processes and accumulation steps)")
-    lr: float = knob(1e-3, "peak learning rate (AdamW)")
+    epochs: int = knob(60, "training epochs")
+    batch_size: int | None = knob(None, "global batch size, split over processes and accumulation steps "
+                                  "(default: 128 for >= 10k training images, else 64)")
+    lr: float | None = knob(None, "peak learning rate, AdamW (default: 1e-3 for >= 10k training images, else 2e-3)")
     min_lr: float = knob(1e-5, "learning rate at the end of the cosine schedule")
-    warmup_epochs: float = knob(3.0, "linear warmup length in epochs (fractions allowed)")
+    warmup_epochs: float = knob(5.0, "linear warmup length in epochs (fractions allowed)")
     weight_decay: float = knob(0.05, "AdamW weight decay (never applied to norms, biases, tokens, position embeddings)")
     head_lr_mult: float = knob(1.0, "learning-rate multiplier for the task head")
     label_smoothing: float = knob(0.1, "label smoothing (also applied to mixup targets)")
     randaugment: str = knob("auto", "RandAugment policy in timm notation (e.g. rand-m9-mstd0.5-inc1), 'none', or "
-                            "auto: m9 for >= 10k training images, m5 below")
+                            "auto: m9 for >= 10k training images; below, m5 for images over 64 px, else none")
+    crop: str = knob("auto", "train-time geometry: rrc (RandomResizedCrop), shift (whole image, translated by up to "
+                     "1/8 of its size), auto: shift for < 10k images of <= 64 px, else rrc",
+                     choices=("auto", "rrc", "shift"))
     mixup: float | None = knob(None, "mixup alpha, 0 disables (default: 0.8 for >= 10k training images, else 0)")
     cutmix: float | None = knob(None, "cutmix alpha, 0 disables (default: 1.0 for >= 10k training images, else 0)")
     mixup_prob: float = knob(1.0, "probability of applying mixup/cutmix to a batch")
-    random_erasing: float = knob(0.25, "random erasing probability")
+    random_erasing: float | None = knob(None, "random erasing probability (default: 0.25 for >= 10k training "
+                                        "images, else 0)")
     hflip: float | None = knob(None, "horizontal flip probability (default: 0.5 for colour data, 0 for grey: "
                                "digits and text are not mirror-symmetric)")
     crop_scale: float | None = knob(None, "smallest RandomResizedCrop area fraction (default: by image size; "
@@ -54,15 +59,30 @@ def train_config_fields() -> list[Any]:
 LARGE_DATASET = 10_000  # training images from which the full DeiT-style regularisation pays off
 
 
-def resolve_recipe(cfg: TrainConfig, *, num_train: int, in_chans: int) -> TrainConfig:
-    """Fill the data-dependent defaults (None / "auto") for a dataset of `num_train` images."""
+SMALL_IMAGE = 64  # pixels: at or below, augmentation stays geometric-light (digits, icons, thumbnails)
+
+
+def resolve_recipe(cfg: TrainConfig, *, num_train: int, in_chans: int, img_size: int) -> TrainConfig:
+    """Fill the data-dependent defaults (None / "auto") for `num_train` images of `img_size` pixels.
+
+    Large datasets get DeiT's regularisation (RandAugment m9, mixup 0.8, cutmix 1.0, random erasing 0.25,
+    RandomResizedCrop). Small ones would drown in it: they get RandAugment m5 (none for small images), no
+    mixup/cutmix or erasing, and for small images a shift augmentation instead of random resized crops."""
     from dataclasses import replace
 
     large = num_train >= LARGE_DATASET
+    small_images = img_size <= SMALL_IMAGE
+    if cfg.randaugment == "auto":
+        randaugment = "rand-m9-mstd0.5-inc1" if large else ("none" if small_images else "rand-m5-mstd0.5-inc1")
+    else:
+        randaugment = cfg.randaugment
     return replace(
         cfg,
-        randaugment=("rand-m9-mstd0.5-inc1" if large else "rand-m5-mstd0.5-inc1") if cfg.randaugment == "auto"
-        else cfg.randaugment,
+        batch_size=(128 if large else 64) if cfg.batch_size is None else cfg.batch_size,
+        lr=(1e-3 if large else 2e-3) if cfg.lr is None else cfg.lr,
+        randaugment=randaugment,
+        crop=("shift" if not large and small_images else "rrc") if cfg.crop == "auto" else cfg.crop,
+        random_erasing=(0.25 if large else 0.0) if cfg.random_erasing is None else cfg.random_erasing,
         mixup=(0.8 if large else 0.0) if cfg.mixup is None else cfg.mixup,
         cutmix=(1.0 if large else 0.0) if cfg.cutmix is None else cfg.cutmix,
         hflip=(0.5 if in_chans == 3 else 0.0) if cfg.hflip is None else cfg.hflip,

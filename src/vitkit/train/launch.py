@@ -137,12 +137,13 @@ def run_train(
     data_cfg = DataConfig.from_model(net)
     augment_rng = Rng(torch.Generator().manual_seed(cfg.seed))
     unresolved = cfg
-    cfg = resolve_recipe(cfg, num_train=num_train, in_chans=data_cfg.in_chans)
+    cfg = resolve_recipe(cfg, num_train=num_train, in_chans=data_cfg.in_chans, img_size=max(data_cfg.size_hw))
     ds = load_classification_data(
         data, data_cfg, scale=(cfg.crop_scale, 1.0) if cfg.crop_scale else None,
         ratio=(1.0, 1.0) if cfg.crop_scale == 1.0 else (3 / 4, 4 / 3), hflip=cfg.hflip,
         randaugment=None if cfg.randaugment == "none" else cfg.randaugment, re_prob=cfg.random_erasing,
         generator=augment_rng, skip_bad_images=skip_bad_images,
+        shift=max(1, round(max(data_cfg.size_hw) / 8)) if cfg.crop == "shift" else None,
     )
     if list(ds.classes) != list(net.config.labels or ds.classes):
         raise VitkitError(f"the model's classes {list(net.config.labels)[:5]}... differ from the data's "
