@@ -367,7 +367,8 @@ def test_config_round_trip_and_overrides(tmp_path: Path) -> None:
     assert ViltProcessorConfig.from_dict(json.loads(json.dumps(config.to_dict()))) == config
     processor = ViltProcessor(size=256, max_length=24)
     assert processor.config.size == 256 and processor.tokenizer.max_length == 24
-    assert processor(PHOTO, "q")["pixel_values"].shape[-2:] == (256, 256)
+    h, w = PHOTO.size[1], PHOTO.size[0]
+    assert processor(PHOTO, "q")["pixel_values"].shape[-2:] == resize_output_size(h, w, processor.config)
     with pytest.raises(ConfigError, match="valid fields"):
         ViltProcessor(sise=256)
     with pytest.raises(ConfigError, match="unknown field"):

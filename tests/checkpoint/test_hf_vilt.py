@@ -179,3 +179,16 @@ def test_token_classification_is_refused(tmp_path):
     hf.save_pretrained(tmp_path)
     with pytest.raises(CheckpointError, match="ViltForTokenClassification has no vitkit equivalent"):
         vitkit.from_pretrained(tmp_path)
+
+
+def test_vitkit_convert_cli(hf_case, tmp_path):
+    from vitkit.cli import main
+
+    name, _, directory = hf_case
+    assert main(["convert", str(directory), str(tmp_path / "converted")]) == 0
+    model = vitkit.from_pretrained(tmp_path / "converted")
+    n = 2 if name == "ViltForImagesAndTextClassification" else 1
+    ids, am, px, pm = padded_batch(n)
+    with torch.no_grad():
+        a, b = vitkit.from_pretrained(directory)(ids, am, px, pm), model(ids, am, px, pm)
+    assert torch.equal(a.pooled, b.pooled)

@@ -141,3 +141,24 @@ def test_two_gloo_processes_match_one_process(digits16, tmp_path):
             d = x.shape[0] // 3
             x, y = torch.cat([x[:d], x[2 * d :]]), torch.cat([y[:d], y[2 * d :]])
         torch.testing.assert_close(x, y, rtol=1e-4, atol=2e-5, msg=lambda m, k=k: f"{k}: {m}")
+
+
+def test_fine_tune_from_pretrained_resets_head_and_resamples(digits16, tmp_path):
+    """--model NAME --pretrained SRC: weights come from SRC, the head is reset to the data's 10 classes and the
+    position grid is resampled for --img-size."""
+    src = vitkit.create_model("vit_pico_patch2_16", num_classes=3, labels=("a", "b", "c"))
+    src.save_pretrained(tmp_path / "src")
+    out = tmp_path / "ft"
+    assert main(["train", "--data", str(digits16), "--out", str(out), "--epochs", "1", "--model",
+                 "vit_pico_patch2_16", "--pretrained", str(tmp_path / "src"), "--img-size", "24", *FAST[2:]]) == 0
+    model = vitkit.from_pretrained(out / "model")
+    assert model.config.num_classes == 10 and model.config.img_size == 24 and model.config.in_chans == 3
+    assert model.pos_embed.shape[1] == 1 + 12 * 12
+
+
+def test_bf16_autocast_trains(digits16, tmp_path):
+    out = tmp_path / "bf16"
+    assert main(["train", "--data", str(digits16), "--out", str(out), "--epochs", "1", "--amp", "bf16", *FAST]) == 0
+    rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    assert all(r["loss"] == r["loss"] for r in rows if "loss" in r)  # finite, not NaN
+    assert vitkit.from_pretrained(out / "model").pos_embed.dtype == torch.float32
