@@ -173,7 +173,7 @@ def convert_hf_vit(state_dict: Mapping[str, torch.Tensor]) -> dict[str, torch.Te
 
 
 # --------------------------------------------------------------------------------------------- config
-def _square(value: Any, what: str) -> int:
+def square_size(value: Any, what: str) -> int:
     if isinstance(value, (list, tuple)):
         if len(value) != 2 or value[0] != value[1]:
             raise CheckpointError(f"non-square {what} {value} is not supported")
@@ -181,7 +181,7 @@ def _square(value: Any, what: str) -> int:
     return int(value)
 
 
-def _activation(name: str) -> str:
+def hf_activation(name: str) -> str:
     name = HF_ACTIVATIONS.get(name, name)
     name = ACTIVATION_ALIASES.get(name, name)
     try:
@@ -269,11 +269,11 @@ def hf_vit_config(
     if isinstance(image_size, (list, tuple)) and len(image_size) == 2 and image_size[0] != image_size[1]:
         img_size: int | tuple[int, int] = (int(image_size[0]), int(image_size[1]))
     else:
-        img_size = _square(image_size, "image_size")
+        img_size = square_size(image_size, "image_size")
     try:
         return ViTConfig(
             img_size=img_size,
-            patch_size=_square(c["patch_size"], "patch_size"),
+            patch_size=square_size(c["patch_size"], "patch_size"),
             in_chans=in_chans,
             num_classes=num_classes,
             embed_dim=int(c["hidden_size"]),
@@ -281,7 +281,7 @@ def hf_vit_config(
             num_heads=int(c["num_attention_heads"]),
             mlp_ratio=mlp_ratio_for(int(c["hidden_size"]), int(c["intermediate_size"])),
             qkv_bias=has_qkv_bias,
-            act=_activation(c["hidden_act"]),
+            act=hf_activation(c["hidden_act"]),
             norm_eps=float(c["layer_norm_eps"]),
             class_token=True,
             global_pool="token",

@@ -31,8 +31,8 @@ from typing import Any
 import torch
 
 from ..errors import CheckpointError, ConfigError
-from ..layers.mlp import ACTIVATION_ALIASES, get_activation
 from ..models.vilt import ViLTConfig
+from .hf import PIL_RESAMPLE, hf_activation, square_size
 from .io import read_json
 
 PREPROCESSOR_FILE = "preprocessor_config.json"
@@ -86,8 +86,6 @@ ARCHITECTURE_TASKS = {
     "ViltForImagesAndTextClassification": "nlvr2",
     "ViltForImageAndTextRetrieval": "retrieval",
 }
-HF_ACTIVATIONS = {"gelu_python": "gelu", "gelu_fast": "gelu_tanh", "gelu_python_tanh": "gelu_tanh"}
-PIL_RESAMPLE = {0: "nearest", 1: "lanczos", 2: "bilinear", 3: "bicubic", 4: "box", 5: "hamming"}
 
 
 def _listing(keys: list[str], limit: int = 5) -> str:
@@ -193,24 +191,6 @@ def _check_index_buffer(key: str, value: torch.Tensor) -> None:
 
 
 # --------------------------------------------------------------------------------------------- config
-def _int(value: Any, what: str) -> int:
-    if isinstance(value, (list, tuple)):
-        if len(value) != 2 or value[0] != value[1]:
-            raise CheckpointError(f"non-square {what} {value} is not supported")
-        value = value[0]
-    return int(value)
-
-
-def _activation(name: str) -> str:
-    name = HF_ACTIVATIONS.get(name, name)
-    name = ACTIVATION_ALIASES.get(name, name)
-    try:
-        get_activation(name)
-    except ConfigError as e:
-        raise CheckpointError(f"hidden_act {name!r} has no vitkit equivalent ({e})") from None
-    return name
-
-
 def _labels(meta: Mapping[str, Any], n: int) -> tuple[str, ...] | None:
     """id2label ordered by id, unless it is transformers' placeholder LABEL_i naming."""
     id2label = {int(k): str(v) for k, v in (meta.get("id2label") or {}).items()}
@@ -238,11 +218,12 @@ def hf_vilt_config(meta: Mapping[str, Any], state_dict: Mapping[str, torch.Tenso
     kwargs: dict[str, Any] = dict(
         vocab_size=int(get("vocab_size", 30522)), max_text_len=int(get("max_position_embeddings", 40)),
         type_vocab_size=int(get("type_vocab_size", 2)), text_norm_eps=eps,
-        img_size=_int(get("image_size", 384), "image_size"), patch_size=_int(get("patch_size", 32), "patch_size"),
+        img_size=square_size(get("image_size", 384), "image_size"),
+        patch_size=square_size(get("patch_size", 32), "patch_size"),
         in_chans=int(get("num_channels", 3)), max_image_len=int(get("max_image_length", -1)),
         embed_dim=D, depth=int(get("num_hidden_layers", 12)), num_heads=int(get("num_attention_heads", 12)),
         mlp_ratio=int(get("intermediate_size", 4 * D)) / D, qkv_bias=bool(get("qkv_bias", True)),
-        act=_activation(str(get("hidden_act", "gelu"))), norm_eps=eps,
+        act=hf_activation(str(get("hidden_act", "gelu"))), norm_eps=eps,
         drop_rate=float(get("hidden_dropout_prob", 0.0)),
         attn_drop_rate=float(get("attention_probs_dropout_prob", 0.0)),
         modality_type_vocab_size=int(get("modality_type_vocab_size", 2)), num_images=num_images, task=task,
