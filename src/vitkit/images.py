@@ -42,6 +42,16 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 
 from .errors import ConfigError, VitkitError
 
+# Interpolation names used in configs -> PIL filters (one table for every module that resizes).
+PIL_RESAMPLING = {
+    "nearest": Image.Resampling.NEAREST,
+    "bilinear": Image.Resampling.BILINEAR,
+    "bicubic": Image.Resampling.BICUBIC,
+    "lanczos": Image.Resampling.LANCZOS,
+    "box": Image.Resampling.BOX,
+    "hamming": Image.Resampling.HAMMING,
+}
+
 #: The file extensions scanned as images (compared lower-case).
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".webp", ".gif", ".tif", ".tiff")
 

@@ -38,6 +38,7 @@ from PIL import Image, ImageOps
 
 from .config import config_from_dict, config_to_dict, replace_config
 from .errors import ConfigError, VitkitError
+from .images import PIL_RESAMPLING as PIL_RESAMPLE
 from .images import load_image, to_mode
 from .text import BertTokenizer
 
@@ -45,14 +46,6 @@ from .text import BertTokenizer
 MAX_SHORTER_EDGE = 800
 MAX_LONGER_EDGE = 1333
 
-PIL_RESAMPLE = {
-    "nearest": Image.Resampling.NEAREST,
-    "bilinear": Image.Resampling.BILINEAR,
-    "bicubic": Image.Resampling.BICUBIC,
-    "lanczos": Image.Resampling.LANCZOS,
-    "box": Image.Resampling.BOX,
-    "hamming": Image.Resampling.HAMMING,
-}
 # F.interpolate modes for the tensor path; PIL's box/hamming/lanczos filters have no torch counterpart.
 TORCH_RESAMPLE = {"nearest": "nearest-exact", "bilinear": "bilinear", "bicubic": "bicubic"}
 

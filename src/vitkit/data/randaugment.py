@@ -31,17 +31,10 @@ from PIL import Image, ImageChops, ImageEnhance
 from torch.utils.data import get_worker_info
 
 from ..errors import ConfigError
+from ..images import PIL_RESAMPLING as PIL_INTERPOLATION
 
 GeneratorLike = torch.Generator | np.random.Generator | random.Random | None
 
-PIL_INTERPOLATION = {
-    "nearest": Image.Resampling.NEAREST,
-    "bilinear": Image.Resampling.BILINEAR,
-    "bicubic": Image.Resampling.BICUBIC,
-    "lanczos": Image.Resampling.LANCZOS,
-    "box": Image.Resampling.BOX,
-    "hamming": Image.Resampling.HAMMING,
-}
 
 
 def pil_interpolation(name: str) -> Image.Resampling:

@@ -13,6 +13,7 @@ from torch.utils.data import DataLoader, default_collate
 
 from ..data.mixup import Mixup, soft_target_cross_entropy
 from ..data.randaugment import Rng
+from .distributed import all_reduce_sum
 from .engine import StepContext, all_reduce_metrics
 
 
@@ -65,7 +66,7 @@ class ClassificationTask:
             k = min(5, n)
             top5 += (logits.topk(k, dim=-1).indices == y[:, None]).any(-1).sum().double()
         sums = all_reduce_metrics({"loss": loss_sum.item(), "top5": top5.item()}, ctx)
-        confusion = all_reduce_confusion(confusion, ctx)
+        confusion = all_reduce_sum(confusion, ctx.dist)
         count = confusion.sum().item()
         per_class = confusion.diag() / confusion.sum(1).clamp_min(1)
         return {
@@ -84,8 +85,3 @@ class ClassificationTask:
             plot_confusion_matrix(metrics["_confusion"], self.classes, self.run_dir / "confusion_matrix.png",
                                   title=f"val confusion (top-1 {metrics['val_top1']:.3f})")
 
-
-def all_reduce_confusion(confusion: torch.Tensor, ctx: StepContext) -> torch.Tensor:
-    from .distributed import all_reduce_sum
-
-    return all_reduce_sum(confusion, ctx.dist)

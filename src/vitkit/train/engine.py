@@ -43,7 +43,6 @@ class StepContext:
     dist: DistInfo
     epoch: int = 0
     global_step: int = 0
-    generator: torch.Generator | None = None  # seeded per step: batch-level randomness (mixup) is reproducible
     autocast: Callable[[], contextlib.AbstractContextManager] = contextlib.nullcontext
 
 
@@ -291,7 +290,6 @@ class Trainer:
                                base_lr=cfg.lr, min_lr=cfg.min_lr)
             set_lr(self.optimizer, lr)
             ctx = self._ctx()
-            ctx.generator = torch.Generator().manual_seed(self._step_seed())
             for i, batch in enumerate(group):
                 sync = i == len(group) - 1
                 no_sync = self.net.no_sync() if (self.dist.enabled and not sync) else contextlib.nullcontext()

@@ -41,42 +41,33 @@ def prepare_run_dir(out: Path, *, resume: bool, overwrite: bool) -> None:
         shutil.rmtree(path) if path.is_dir() else path.unlink()
 
 
-def _in_chans_for(data_dir: Path) -> int:
-    """1 for grey datasets (MNIST, Fashion-MNIST, an ImageFolder of grey images), else 3."""
-    from ..data.classification import detect_dataset_kind
-    from ..data.imagefolder import scan_image_folder
+GREY_MODES = {"L", "1", "I;16", "I;16B", "I;16L", "I", "F", "LA"}
 
-    kind, _ = detect_dataset_kind(data_dir)
-    if kind in ("mnist", "fashion-mnist"):
-        return 1
-    if kind != "imagefolder":
-        return 3
+
+def _peek(data_dir: Path) -> tuple[list[str], int, int]:
+    """(class names, training-set size, input channels) without decoding an ImageFolder. Channels: 1 for grey
+    data (MNIST, Fashion-MNIST, an ImageFolder whose first 16 training images are grey), else 3."""
     from PIL import Image
 
-    paths = scan_image_folder(data_dir).train[:16]
-    modes = set()
-    for p, _ in paths:
-        try:
-            with Image.open(p) as im:
-                modes.add(im.mode)
-        except OSError:
-            continue
-    return 1 if modes and modes <= {"L", "1", "I;16", "I;16B", "I;16L", "I", "F", "LA"} else 3
-
-
-def _peek(data_dir: Path) -> tuple[list[str], int]:
-    """(class names, training-set size) without decoding an ImageFolder."""
     from ..data.classification import detect_dataset_kind, load_classification_data
     from ..data.imagefolder import scan_image_folder
     from ..data.transforms import DataConfig
 
     kind, _ = detect_dataset_kind(data_dir)
-    if kind == "imagefolder":
-        scan = scan_image_folder(data_dir)
-        return list(scan.classes), len(scan.train)
-    ds = load_classification_data(data_dir, DataConfig(img_size=32, in_chans=1, mean=(0.5,), std=(0.5,)),
-                                  randaugment=None)
-    return list(ds.classes), len(ds.train)
+    if kind != "imagefolder":
+        ds = load_classification_data(data_dir, DataConfig(img_size=32, in_chans=1, mean=(0.5,), std=(0.5,)),
+                                      kind=kind, randaugment=None)
+        return list(ds.classes), len(ds.train), 1 if kind in ("mnist", "fashion-mnist") else 3
+    scan = scan_image_folder(data_dir)
+    modes = set()
+    for path, _ in scan.train[:16]:
+        try:
+            with Image.open(path) as im:
+                modes.add(im.mode)
+        except OSError:
+            continue
+    grey = bool(modes) and modes <= GREY_MODES
+    return list(scan.classes), len(scan.train), 1 if grey else 3
 
 
 def build_model(spec: str | None, *, task: str, num_classes: int, labels: list[str], in_chans: int,
@@ -125,13 +116,13 @@ def run_train(
     if not data.exists():
         raise VitkitError(f"data directory not found: {data}")
 
-    classes, num_train = _peek(data)
+    classes, num_train, data_chans = _peek(data)
     torch.manual_seed(cfg.seed)  # the initial weights are part of the run's seed
     if saved is not None:
         mtype = saved["model_type"]
         net = MODEL_TYPES[mtype](config_from_dict(MODEL_TYPES[mtype].config_class, saved["model_config"]))
     else:
-        in_chans = 3 if pretrained or (model and model not in list_models()) else _in_chans_for(data)
+        in_chans = 3 if pretrained or (model and model not in list_models()) else data_chans
         net = build_model(model, task=task, num_classes=len(classes), labels=classes, in_chans=in_chans,
                           img_size=img_size, pretrained=pretrained, drop_path=cfg.drop_path)
     data_cfg = DataConfig.from_model(net)
