@@ -143,6 +143,26 @@ def _cmd_attention(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_align(args: argparse.Namespace) -> int:
+    import json
+
+    from .align import align
+
+    summary = align(args.model, args.image, args.text, args.out, words=args.words, max_words=args.max_words,
+                    device=args.device)
+    if args.json:
+        print(json.dumps(summary))
+        return 0
+    result = ""
+    if summary["answer"]:
+        result = "; answer: " + ", ".join(f"{a['label']} {a['score']:.2f}" for a in summary["answer"])
+    elif summary["itm_score"] is not None:
+        result = f"; image-text match {summary['itm_score']:.2f}"
+    print(f"{summary['out']}: word-patch alignment of {', '.join(summary['shown']) or 'no words'} and the "
+          f"question's image attention{result}")
+    return 0
+
+
 def _log_to_stderr() -> None:
     import logging
 
@@ -239,6 +259,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model", required=True, help="model directory or any checkpoint source")
     p.add_argument("--image", required=True, help="image file")
     p.add_argument("--out", required=True, help="output PNG")
+
+    p = add("align", _cmd_align, "ViLT word-patch alignment: each word's IPOT transport plan over the image "
+            "patches (as Figure 5 of the ViLT paper) and the text's last-layer image attention, overlaid on the "
+            "image; with the VQA answer or image-text match score.")
+    p.add_argument("--model", required=True, help="ViLT model directory or any checkpoint source")
+    p.add_argument("--image", required=True, help="image file")
+    p.add_argument("--text", required=True, help="question or caption")
+    p.add_argument("--out", required=True, help="output PNG")
+    p.add_argument("--words", nargs="+", metavar="WORD", help="words of the text to draw (default: the first "
+                   "--max-words words)")
+    p.add_argument("--max-words", type=_positive_int, default=8, help="(default: %(default)s)")
+    p.add_argument("--json", action="store_true", help="print a JSON summary: tokens, words, answer, out, ...")
+    p.add_argument("--device", default="auto", help="auto, cpu, cuda (default: %(default)s)")
 
     p = add("convert", _cmd_convert, "Convert a checkpoint (timm, Hugging Face, JAX .npz, hf-hub:ORG/NAME) "
             "to vitkit's format (config.json + model.safetensors).")
