@@ -171,3 +171,9 @@ register("vilt_b32_nlvr2",
          "ViLT-B/32 for NLVR2: two image-text passes, pooled outputs concatenated -> 2 classes")
 register("vilt_b32_retrieval", ViLTConfig(task="retrieval"),
          "ViLT-B/32 for image-text retrieval: one matching score per pair")
+register(
+    "vilt_nano_patch8_64",
+    ViLTConfig(task="vqa", img_size=64, patch_size=8, embed_dim=128, depth=4, num_heads=4, mlp_ratio=4.0,
+               shorter_edge=64, longer_edge=106, size_divisor=8, mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5)),
+    "CPU preset: ViLT for 64x64 scenes, 8x8 patches, width 128, 4 layers (the vqa task's default)",
+)

@@ -30,6 +30,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw
 
+from ..errors import ConfigError
+
 SHAPES: tuple[str, ...] = ("circle", "square", "triangle")
 COLOURS: dict[str, tuple[int, int, int]] = {
     "red": (215, 35, 35),
@@ -136,7 +138,7 @@ class Scene:
         """The clearly leftmost / rightmost object (centre and edge beyond every other object's by a margin), or
         None (fewer than two objects, or no clear winner)."""
         if side not in ("left", "right"):
-            raise ValueError(f"side must be 'left' or 'right', got {side!r}")
+            raise ConfigError(f"side must be 'left' or 'right', got {side!r}")
         if len(self.objects) < 2:
             return None
         sep = _separation(self.image_size)
@@ -159,7 +161,7 @@ class Scene:
 
 def _check_image_size(image_size: int) -> None:
     if int(image_size) != image_size or image_size < 32:
-        raise ValueError(f"image_size must be an integer >= 32, got {image_size!r}")
+        raise ConfigError(f"image_size must be an integer >= 32, got {image_size!r}")
 
 
 def sample_scene(rng: np.random.Generator, image_size: int = 64, *, num_objects: int | None = None,
@@ -168,9 +170,9 @@ def sample_scene(rng: np.random.Generator, image_size: int = 64, *, num_objects:
     the image with a free gap around it, on the light background shifted by up to +-`tint` per channel."""
     _check_image_size(image_size)
     if not 1 <= max_objects <= MAX_OBJECTS:
-        raise ValueError(f"max_objects must be in 1..{MAX_OBJECTS}, got {max_objects}")
+        raise ConfigError(f"max_objects must be in 1..{MAX_OBJECTS}, got {max_objects}")
     if num_objects is not None and not 1 <= num_objects <= MAX_OBJECTS:
-        raise ValueError(f"num_objects must be in 1..{MAX_OBJECTS}, got {num_objects}")
+        raise ConfigError(f"num_objects must be in 1..{MAX_OBJECTS}, got {num_objects}")
     extents = object_extents(image_size)
     gap, margin = _gap(image_size), _margin(image_size)
     shift = rng.integers(-tint, tint + 1, size=3) if tint > 0 else np.zeros(3, dtype=np.int64)
@@ -213,7 +215,7 @@ def render_scene(scene: Scene) -> Image.Image:
         elif o.shape == "triangle":
             draw.polygon([(o.x0, o.y1 - 1), (o.x1 - 1, o.y1 - 1), (o.x0 + (o.extent - 1) / 2, o.y0)], fill=fill)
         else:
-            raise ValueError(f"unknown shape {o.shape!r}")
+            raise ConfigError(f"unknown shape {o.shape!r}")
     return img
 
 
@@ -321,7 +323,7 @@ def answer_question(scene: Scene, template: str, **params: str) -> str | None:
     if template in ("colour_of_leftmost", "colour_of_rightmost"):
         o = scene.extreme("left" if template == "colour_of_leftmost" else "right")
         return None if o is None else o.colour
-    raise ValueError(f"unknown template {template!r}; known: {sorted(TEMPLATES)}")
+    raise ConfigError(f"unknown template {template!r}; known: {sorted(TEMPLATES)}")
 
 
 def sample_question(scene: Scene, template: str, rng: np.random.Generator, *, want: str | None = None,
@@ -353,7 +355,7 @@ def _resolve_mix(mix: Mapping[str, float] | None) -> dict[str, float]:
     weights = dict.fromkeys(TEMPLATES, 0.0)
     for key, w in mix.items():
         if w < 0:
-            raise ValueError(f"mix weight for {key!r} is negative: {w}")
+            raise ConfigError(f"mix weight for {key!r} is negative: {w}")
         if key in TEMPLATES:
             weights[key] += float(w)
         elif key in ANSWER_TYPES:  # an answer type: shared equally by its templates
@@ -361,10 +363,10 @@ def _resolve_mix(mix: Mapping[str, float] | None) -> dict[str, float]:
             for t in members:
                 weights[t] += float(w) / len(members)
         else:
-            raise ValueError(f"unknown mix key {key!r}; use template names {sorted(TEMPLATES)} "
+            raise ConfigError(f"unknown mix key {key!r}; use template names {sorted(TEMPLATES)} "
                              f"or answer types {list(ANSWER_TYPES)}")
     if sum(weights.values()) <= 0:
-        raise ValueError("mix has no positive weight")
+        raise ConfigError("mix has no positive weight")
     return weights
 
 
@@ -421,7 +423,7 @@ def _wrong_answers(answer: str) -> tuple[str, ...]:
     for group in (COLOUR_NAMES, SHAPES, SIZES):
         if answer in group:
             return tuple(a for a in group if a != answer)
-    raise ValueError(f"not an answer: {answer!r}")
+    raise ConfigError(f"not an answer: {answer!r}")
 
 
 def annotator_answers(answer: str, rng: np.random.Generator, noise: float) -> list[str]:
@@ -534,7 +536,7 @@ class VQASplit:
 
 def _check_common(num: int, name: str) -> None:
     if int(num) != num or num < 0:
-        raise ValueError(f"{name} must be a non-negative integer, got {num!r}")
+        raise ConfigError(f"{name} must be a non-negative integer, got {num!r}")
 
 
 def _rng(seed: int, *keys: int) -> np.random.Generator:
@@ -550,9 +552,9 @@ def build_vqa_splits(*, num_train: int = 3000, num_val: int = 500, questions_per
     _check_common(num_val, "num_val")
     _check_image_size(image_size)
     if not 1 <= questions_per_image <= 999:
-        raise ValueError(f"questions_per_image must be in 1..999, got {questions_per_image}")
+        raise ConfigError(f"questions_per_image must be in 1..999, got {questions_per_image}")
     if not 0.0 <= noise <= 1.0:
-        raise ValueError(f"noise must be in [0, 1], got {noise}")
+        raise ConfigError(f"noise must be in [0, 1], got {noise}")
     _resolve_mix(mix)  # validate before any work
     splits: dict[str, VQASplit] = {}
     first_id = 1
@@ -749,7 +751,7 @@ def statement_truth(left: Scene, right: Scene, template: str, **params) -> bool:
         return this.count(shape=p["shape"], colour=p["colour"]) > 0
     if template == "neither_shape":
         return left.count(shape=p["shape"]) == 0 and right.count(shape=p["shape"]) == 0
-    raise ValueError(f"unknown NLVR2 template {template!r}; known: {sorted(NLVR2_TEMPLATES)}")
+    raise ConfigError(f"unknown NLVR2 template {template!r}; known: {sorted(NLVR2_TEMPLATES)}")
 
 
 def _sample_statement(left: Scene, right: Scene, template: str, want: bool, rng: np.random.Generator,

@@ -15,14 +15,14 @@ from ..checkpoint.load import from_pretrained
 from ..config import config_from_dict
 from ..errors import ConfigError, VitkitError
 from ..registry import MODEL_TYPES, create_model, list_models
-from .config import TrainConfig, resolve_recipe
+from .config import TASKS, TrainConfig, resolve_recipe
 from .engine import Trainer
 from .state import STATE_FILE, load_state
 
 log = logging.getLogger("vitkit")
 
-TASKS = ("classification",)
-DEFAULT_MODELS = {"classification": "vit_nano_patch4_32"}
+DEFAULT_MODELS = {"classification": "vit_nano_patch4_32", "vqa": "vilt_nano_patch8_64",
+                  "pretrain": "vilt_nano_patch8_64", "retrieval": "vilt_nano_patch8_64", "nlvr2": "vilt_nano_patch8_64"}
 RUN_FILES = (STATE_FILE, "metrics.json", "metrics.jsonl", "training_curves.png", "confusion_matrix.png")
 
 
@@ -91,14 +91,8 @@ def build_model(spec: str | None, *, task: str, num_classes: int, labels: list[s
 def run_train(
     *, task: str, data: Path | None, out: Path, model: str | None = None, pretrained: str | None = None,
     img_size: int | None = None, resume: bool = False, overwrite: bool = False, skip_bad_images: bool = False,
-    cfg: TrainConfig | None = None,
+    init_from: str | None = None, cfg: TrainConfig | None = None,
 ) -> dict[str, Any]:
-    from ..data.classification import load_classification_data
-    from ..data.mixup import Mixup
-    from ..data.randaugment import Rng
-    from ..data.transforms import DataConfig
-    from .classification import ClassificationTask
-
     out = Path(out)
     prepare_run_dir(out, resume=resume, overwrite=overwrite)
     saved = load_state(out) if resume else None
@@ -115,19 +109,42 @@ def run_train(
     data = Path(data)
     if not data.exists():
         raise VitkitError(f"data directory not found: {data}")
-
-    classes, num_train, data_chans = _peek(data)
     torch.manual_seed(cfg.seed)  # the initial weights are part of the run's seed
+    setup = _setup_classification if task == "classification" else _setup_vl
+    net, train_set, val_set, task_obj, resolved = setup(
+        task=task, data=data, out=out, model=model, pretrained=pretrained, init_from=init_from, img_size=img_size,
+        cfg=cfg, saved=saved, skip_bad_images=skip_bad_images)
+    run_args = {"task": task, "data": str(data.resolve()), "skip_bad_images": skip_bad_images}
+    trainer = Trainer(task_obj, net, train_set, val_set, resolved, out, run_args=run_args, resume=saved is not None,
+                      saved_config=asdict(cfg))
+    return trainer.fit()
+
+
+def _rebuild(saved: dict[str, Any]) -> torch.nn.Module:
+    mtype = saved["model_type"]
+    return MODEL_TYPES[mtype](config_from_dict(MODEL_TYPES[mtype].config_class, saved["model_config"]))
+
+
+def _setup_classification(*, task: str, data: Path, out: Path, model: str | None, pretrained: str | None,
+                          init_from: str | None, img_size: int | None, cfg: TrainConfig, saved: dict | None,
+                          skip_bad_images: bool) -> tuple:
+    from ..data.classification import load_classification_data
+    from ..data.mixup import Mixup
+    from ..data.randaugment import Rng
+    from ..data.transforms import DataConfig
+    from .classification import ClassificationTask
+
+    if init_from:
+        raise ConfigError("--init-from initialises a ViLT's encoder; for classification use --pretrained")
+    classes, num_train, data_chans = _peek(data)
     if saved is not None:
-        mtype = saved["model_type"]
-        net = MODEL_TYPES[mtype](config_from_dict(MODEL_TYPES[mtype].config_class, saved["model_config"]))
+        net = _rebuild(saved)
     else:
         in_chans = 3 if pretrained or (model and model not in list_models()) else data_chans
         net = build_model(model, task=task, num_classes=len(classes), labels=classes, in_chans=in_chans,
                           img_size=img_size, pretrained=pretrained, drop_path=cfg.drop_path)
     data_cfg = DataConfig.from_model(net)
     augment_rng = Rng(torch.Generator().manual_seed(cfg.seed))
-    unresolved = cfg
     cfg = resolve_recipe(cfg, num_train=num_train, in_chans=data_cfg.in_chans, img_size=max(data_cfg.size_hw))
     ds = load_classification_data(
         data, data_cfg, scale=(cfg.crop_scale, 1.0) if cfg.crop_scale else None,
@@ -149,10 +166,20 @@ def run_train(
                       generator=torch.Generator().manual_seed(cfg.seed + 1))
     task_obj = ClassificationTask(classes=ds.classes, label_smoothing=cfg.label_smoothing, mixup=mixup,
                                   augment_rng=augment_rng, run_dir=out)
-    run_args = {"task": task, "data": str(data.resolve()), "skip_bad_images": skip_bad_images}
-    trainer = Trainer(task_obj, net, ds.train, ds.val, cfg, out, run_args=run_args, resume=saved is not None,
-                      saved_config=asdict(unresolved))
-    return trainer.fit()
+    return net, ds.train, ds.val, task_obj, cfg
+
+
+def _setup_vl(*, task: str, data: Path, out: Path, model: str | None, pretrained: str | None,
+              init_from: str | None, img_size: int | None, cfg: TrainConfig, saved: dict | None,
+              skip_bad_images: bool) -> tuple:
+    """The vision-language tasks: each module's `setup` reads its data and builds (model, train set, val set,
+    task, resolved recipe); a resumed run rebuilds the model from the checkpoint's config."""
+    from . import nlvr2, pretrain, vqa
+
+    module = {"vqa": vqa, "pretrain": pretrain, "retrieval": pretrain, "nlvr2": nlvr2}[task]
+    return module.setup(task=task, data=data, model=model or DEFAULT_MODELS[task], pretrained=pretrained,
+                        init_from=init_from, img_size=img_size, cfg=cfg,
+                        net=_rebuild(saved) if saved is not None else None, skip_bad_images=skip_bad_images)
 
 
 def train_config_from_args(ns: Any) -> TrainConfig:
