@@ -18,6 +18,28 @@ class _Parser(argparse.ArgumentParser):
     """argparse already prints `prog: error: msg` and exits 2; keep that for our own errors too."""
 
 
+def _cmd_scenes(args: argparse.Namespace) -> int:
+    import json
+    from pathlib import Path
+
+    from .data import scenes
+
+    if args.blank_from:
+        if not (Path(args.blank_from) / "val2014").is_dir():
+            raise VitkitError(f"--blank-from {args.blank_from}: not a VQA folder with a val2014/ image directory")
+        summary = scenes.blank_image_copy(args.blank_from, args.out)
+    elif args.nlvr2:
+        summary = scenes.generate_nlvr2_scenes(args.out, num_train=args.num_train or 2000, num_dev=args.num_val or 400,
+                                               image_size=args.image_size, seed=args.seed)
+    else:
+        summary = scenes.generate_vqa_scenes(
+            args.out, num_train=args.num_train or 3000, num_val=args.num_val or 500,
+            questions_per_image=args.questions_per_image, image_size=args.image_size, seed=args.seed,
+            noise=args.noise)
+    print(json.dumps({k: v for k, v in summary.items() if not isinstance(v, dict)}, default=str))
+    return 0
+
+
 def _cmd_models(args: argparse.Namespace) -> int:
     import torch
 
@@ -54,7 +76,7 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     from .demo import run_demo
 
     _log_to_stderr()
-    run_demo(out_dir=args.out, epochs=args.epochs, seed=args.seed)
+    run_demo(out_dir=args.out, epochs=args.epochs, seed=args.seed, vilt_epochs=args.vilt_epochs)
     return 0
 
 
@@ -67,7 +89,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
     best = run_train(
         task=args.task, data=args.data, out=args.resume or args.out, model=args.model, pretrained=args.pretrained,
         img_size=args.img_size, resume=args.resume is not None, overwrite=args.overwrite,
-        skip_bad_images=args.skip_bad_images, cfg=train_config_from_args(args),
+        skip_bad_images=args.skip_bad_images, init_from=args.init_from, cfg=train_config_from_args(args),
     )
     out = args.resume or args.out
     shown = ", ".join(f"{k} {v:.4f}" if isinstance(v, float) else f"{k} {v}" for k, v in best.items())
@@ -80,8 +102,18 @@ def _cmd_eval(args: argparse.Namespace) -> int:
 
     from .checkpoint.load import from_pretrained
     from .classify import evaluate
+    from .models.vilt import ViLT
+    from .vl_eval import evaluate_vilt
 
     model = from_pretrained(args.model)
+    if isinstance(model, ViLT):
+        metrics = evaluate_vilt(model, args.data, batch_size=args.batch_size, device=args.device,
+                                skip_bad_images=args.skip_bad_images, source=args.model)
+        if args.json:
+            print(json.dumps(metrics))
+        else:
+            print("  ".join(f"{k} {v:.4f}" if isinstance(v, float) else f"{k} {v}" for k, v in metrics.items()))
+        return 0
     metrics = evaluate(model, args.data, batch_size=args.batch_size, device=args.device,
                        skip_bad_images=args.skip_bad_images)
     if args.json:
@@ -203,6 +235,8 @@ def _add_train_config_options(p: argparse.ArgumentParser) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from .train.config import TASKS
+
     parser = _Parser(prog="vitkit", description="Vision transformers (ViT, hybrid ViT, ViLT) in PyTorch.")
     parser.add_argument("--version", action="version", version=f"vitkit {_version()}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
@@ -215,31 +249,41 @@ def build_parser() -> argparse.ArgumentParser:
         return p
 
     p = add("demo", _cmd_demo, "Train the default ViT preset on the built-in handwritten digits (a few minutes "
-            "on a 2-core CPU, no downloads), then draw its attention and classify digits it has not seen.")
+            "on a 2-core CPU, no downloads), then draw its attention and classify digits it has not seen; then "
+            "train a small ViLT on generated scenes and answer questions about scenes it has not seen.")
     p.add_argument("--out", default="vitkit-demo", help="directory for the trained model (default: %(default)s)")
     p.add_argument("--epochs", type=_positive_int, default=30, help="training epochs (default: %(default)s)")
+    p.add_argument("--vilt-epochs", type=int, default=6, help="epochs of the ViLT part on generated scenes; 0 skips "
+                   "it (default: %(default)s)")
     p.add_argument("--seed", type=int, default=0, help="random seed (default: %(default)s)")
 
     p = add("train", _cmd_train, "Train or fine-tune a model. Without --model, a small CPU preset suited to the "
-            "task is used (classification: vit_nano_patch4_32 at 32x32, grey or colour from the data).")
-    p.add_argument("--task", default="classification", choices=["classification"], help="what to train "
+            "task is used (classification: vit_nano_patch4_32 at 32x32, grey or colour from the data; vqa, "
+            "pretrain, retrieval, nlvr2: vilt_nano_patch8_64, a 4-layer ViLT for 64-pixel images).")
+    p.add_argument("--task", default="classification", choices=TASKS, help="what to train "
                    "(default: %(default)s)")
-    p.add_argument("--data", help="dataset folder: an ImageFolder (train/<class>/..., val/<class>/...), "
-                   "CIFAR-10/100 python batches, or MNIST / Fashion-MNIST IDX files")
+    p.add_argument("--data", help="dataset folder. classification: an ImageFolder (train/<class>/..., "
+                   "val/<class>/...), CIFAR-10/100 python batches, or MNIST / Fashion-MNIST IDX files; vqa: the "
+                   "VQAv2 layout (train2014 / val2014 questions, annotations, images); pretrain, retrieval: a "
+                   "Karpathy split json (dataset_coco.json) or COCO captions json with its images; nlvr2: "
+                   "train.json / dev.json with the official image naming")
     p.add_argument("--out", help="run directory: checkpoint.pt, metrics.json(l), curves, model/")
     p.add_argument("--model", help="registered name (see `vitkit models`) or any checkpoint source to fine-tune")
     p.add_argument("--pretrained", help="weights for --model NAME: any source from_pretrained takes (the head is "
                    "reset to the data's classes, position embeddings resampled to --img-size)")
     p.add_argument("--img-size", type=_positive_int, help="input resolution (default: the model's; 32 for the "
-                   "CPU preset)")
+                   "CPU preset); for ViLT the shorter image side")
+    p.add_argument("--init-from", help="ViLT tasks: a pretrained ViT (any from_pretrained source) for the "
+                   "encoder of a ViLT built from a registered name, as ViLT's pretraining starts")
     p.add_argument("--resume", metavar="RUN_DIR", help="continue an interrupted run exactly where it stopped")
     p.add_argument("--overwrite", action="store_true", help="replace a previous run in --out")
     p.add_argument("--skip-bad-images", action="store_true", help="skip unreadable images (listed) instead of "
                    "stopping at the first")
     _add_train_config_options(p)
 
-    p = add("eval", _cmd_eval, "Evaluate a trained classifier on the val split of a dataset: top-1, top-5, "
-            "loss and per-class accuracy.")
+    p = add("eval", _cmd_eval, "Evaluate a trained model on the val split of a dataset: classifiers get top-1, "
+            "top-5, loss and per-class accuracy; ViLT models their task's metric (VQA: the official VQA accuracy "
+            "on val2014, overall and per answer type; NLVR2: dev accuracy; retrieval: R@1/5/10).")
     p.add_argument("--model", required=True, help="model directory (e.g. RUN_DIR/model) or any checkpoint source")
     p.add_argument("--data", required=True, help="dataset folder, as for train")
     p.add_argument("--json", action="store_true", help="print one JSON object with the metrics.json keys")
@@ -279,6 +323,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("dest", help="output directory")
     p.add_argument("--model", help="architecture name, needed for bare weight files (see `vitkit models`)")
 
+    p = add("scenes", _cmd_scenes, "Generate a vision-language dataset of 64x64 scenes of coloured shapes, no "
+            "downloads: VQAv2 layout with COCO / Karpathy captions (default), NLVR2 statement pairs (--nlvr2), or "
+            "a blank-image copy of a VQA folder's val split (--blank-from) to check a model reads the picture.")
+    p.add_argument("out", help="output directory")
+    p.add_argument("--num-train", type=_positive_int, help="training images (VQA: 3000) or statements (NLVR2: 2000)")
+    p.add_argument("--num-val", type=_positive_int, help="validation images (VQA: 500) or statements (NLVR2: 400)")
+    p.add_argument("--questions-per-image", type=_positive_int, default=7, help="(default: %(default)s)")
+    p.add_argument("--image-size", type=_positive_int, default=64, help="(default: %(default)s)")
+    p.add_argument("--noise", type=float, default=0.1, help="chance that an annotator gives a wrong answer "
+                   "(default: %(default)s)")
+    p.add_argument("--seed", type=int, default=0, help="(default: %(default)s)")
+    p.add_argument("--nlvr2", action="store_true", help="write NLVR2 train.json / dev.json and image pairs instead")
+    p.add_argument("--blank-from", metavar="VQA_DIR", help="copy VQA_DIR's val2014 questions with blank images")
+
     p = add("models", _cmd_models, "List registered model names.")
     p.add_argument("pattern", nargs="?", default="*", help="shell-style filter, e.g. 'vit_base*' (default: all)")
     return parser
@@ -300,10 +358,25 @@ def _version() -> str:
     return __version__
 
 
+PATH_OPTIONS = ("data", "out", "model", "image", "resume", "pretrained", "init_from", "src", "dest", "blank_from")
+
+
+def _refuse_empty_paths(args: argparse.Namespace) -> None:
+    """An empty path would silently mean the current directory (training into it, predicting every image below
+    it): refuse it instead."""
+    for name in PATH_OPTIONS:
+        value = getattr(args, name, None)
+        values = value if isinstance(value, list) else [value]
+        if any(isinstance(v, str) and not v.strip() for v in values):
+            flag = name if name in ("src", "dest") else "--" + name.replace("_", "-")
+            raise VitkitError(f"{flag} is empty; give a path")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
+        _refuse_empty_paths(args)
         return int(args.func(args) or 0)
     except VitkitError as e:
         if args.debug:

@@ -2,7 +2,9 @@
 
 Writes the 1,797 handwritten digits that ship with vitkit as a 32x32 grey ImageFolder, trains the default
 classification preset on it with `vitkit train`'s engine and recipe, then reloads the exported model, draws
-its attention over an unseen digit and classifies a few more.
+its attention over an unseen digit and classifies a few more. Part 2 generates 64x64 scenes of coloured shapes
+with questions in the VQAv2 layout, trains the default ViLT preset on them with `vitkit train --task vqa`, prints
+its VQA accuracy, answers questions about scenes it has not seen and draws a word-patch alignment.
 """
 
 from __future__ import annotations
@@ -22,6 +24,8 @@ from .data.digits import write_digits_imagefolder
 from .train.config import TrainConfig
 from .train.launch import run_train
 
+DEMO_SCENES = (1200, 200, 5)  # train images, val images, questions per image
+
 
 def _ascii(path: Path) -> list[str]:
     shades = " .:-=+*#%@"
@@ -30,7 +34,8 @@ def _ascii(path: Path) -> list[str]:
     return ["".join(shades[min(9, v * 10 // 256)] * 2 for v in row) for row in small]
 
 
-def run_demo(out_dir: str | Path = "vitkit-demo", epochs: int = 30, seed: int = 0) -> dict:
+def run_demo(out_dir: str | Path = "vitkit-demo", epochs: int = 30, seed: int = 0, vilt_epochs: int = 6,
+             scenes: tuple[int, int, int] = DEMO_SCENES) -> dict:
     out = Path(out_dir)
     data, run = out / "digits32", out / "run"
     if data.exists():
@@ -57,5 +62,45 @@ def run_demo(out_dir: str | Path = "vitkit-demo", epochs: int = 30, seed: int = 
         print()
     summary = {"val_top1": best["val_top1"], "minutes": round(minutes, 2), "model_dir": str(run / "model"),
                "attention_label": att["label"]}
+    if vilt_epochs > 0:
+        summary["vilt"] = _vilt_demo(out, epochs=vilt_epochs, seed=seed, scenes=scenes)
     (out / "demo.json").write_text(json.dumps(summary, indent=2) + "\n")
     return summary
+
+
+def _vilt_demo(out: Path, *, epochs: int, seed: int, scenes: tuple[int, int, int]) -> dict:
+    """Generated scenes -> VQAv2 layout -> `vitkit train --task vqa` -> answers about unseen scenes + alignment."""
+    from .align import align
+    from .data.scenes import generate_vqa_scenes
+    from .data.vqa import load_vqa_split
+    from .vilt_inference import vqa
+
+    data, run = out / "scenes", out / "vqa-run"
+    if data.exists():
+        shutil.rmtree(data)
+    num_train, num_val, per_image = scenes
+    generate_vqa_scenes(data, num_train=num_train, num_val=num_val, questions_per_image=per_image, seed=seed,
+                        captions=False)
+    print(f"\nvitkit demo, part 2: ViLT on generated scenes. Wrote {num_train} + {num_val} 64x64 scenes with "
+          f"{per_image} questions each to {data} (the VQAv2 layout)")
+    t0 = time.perf_counter()
+    best = run_train(task="vqa", data=data, out=run, cfg=replace(TrainConfig(), epochs=epochs, seed=seed),
+                     overwrite=True)
+    minutes = (time.perf_counter() - t0) / 60
+    print(f"\nval VQA accuracy {best['val_vqa_accuracy']:.3f} (yes/no {best.get('val_vqa_yes_no', 0):.3f}, number "
+          f"{best.get('val_vqa_number', 0):.3f}, other {best.get('val_vqa_other', 0):.3f}) after {minutes:.1f} min; "
+          f"model in {run / 'model'}")
+    model = from_pretrained(run / "model")
+    questions = load_vqa_split(data, "val2014")
+    picks = [questions[i] for i in range(0, len(questions), max(1, len(questions) // 6))][:6]
+    print("\nquestions about scenes the model has not seen:")
+    for q, ans in zip(picks, vqa(model, [q.image_path for q in picks], [q.question for q in picks], top_k=1)):
+        truth = max(set(q.answers), key=q.answers.count)
+        print(f"  {q.image_path.name}  {q.question:<40} -> {ans[0]['label']:<8} ({ans[0]['score']:.2f})  "
+              f"annotators: {truth}")
+    first = picks[0]
+    align(model, first.image_path, first.question, run / "align.png")
+    print(f"pictures: {run / 'training_curves.png'}, {run / 'align.png'} (word-patch alignment for "
+          f"\"{first.question}\")")
+    return {"val_vqa_accuracy": best["val_vqa_accuracy"], "minutes": round(minutes, 2),
+            "model_dir": str(run / "model")}
