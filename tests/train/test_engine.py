@@ -162,3 +162,18 @@ def test_bf16_autocast_trains(digits16, tmp_path):
     rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
     assert all(r["loss"] == r["loss"] for r in rows if "loss" in r)  # finite, not NaN
     assert vitkit.from_pretrained(out / "model").pos_embed.dtype == torch.float32
+
+
+def test_tensorboard_event_files_hold_the_logged_scalars(digits16, tmp_path):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    out = tmp_path / "tb"
+    assert main(["train", "--data", str(digits16), "--out", str(out), "--epochs", "1", "--log-every", "5",
+                 "--tensorboard", *FAST]) == 0
+    events = EventAccumulator(str(out / "tensorboard"))
+    events.Reload()
+    tags = set(events.Tags()["scalars"])
+    assert {"train/loss", "train/lr", "val/val_top1"} <= tags
+    logged = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    val = [r for r in logged if "val_top1" in r]
+    assert [e.value for e in events.Scalars("val/val_top1")] == pytest.approx([r["val_top1"] for r in val])

@@ -23,7 +23,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from ..config import config_to_dict
 from ..errors import VitkitError
-from .config import TrainConfig
+from .config import TrainConfig, fill_task_neutral_defaults
 from .distributed import DistInfo, all_reduce_sum, barrier, cleanup_distributed, init_distributed
 from .ema import ModelEMA
 from .optim import build_optimizer, set_lr, warmup_cosine
@@ -119,6 +119,7 @@ class Trainer:
         run_dir: str | Path, *, run_args: dict[str, Any] | None = None, resume: bool = False,
         saved_config: dict[str, Any] | None = None,
     ) -> None:
+        cfg = fill_task_neutral_defaults(cfg)
         self.task, self.cfg, self.run_dir = task, cfg, Path(run_dir)
         self.train_set, self.val_set = train_set, val_set
         self.run_args = run_args or {}
@@ -169,6 +170,7 @@ class Trainer:
         self.val_sampler = EpochSampler(len(val_set), shuffle=False, rank=self.dist.rank,
                                         world_size=self.dist.world_size)
         self._jsonl = self.run_dir / "metrics.jsonl"
+        self._tb = self._tensorboard() if cfg.tensorboard and self.dist.is_main else None
 
     # ------------------------------------------------------------------------------------------ plumbing
     def _autocast(self) -> contextlib.AbstractContextManager:
@@ -194,10 +196,23 @@ class Trainer:
         return StepContext(device=self.device, dist=self.dist, epoch=self.state.epoch,
                            global_step=self.state.global_step, autocast=self._autocast)
 
+    def _tensorboard(self) -> Any:
+        try:
+            from torch.utils.tensorboard import SummaryWriter
+        except ImportError as e:
+            raise VitkitError("--tensorboard needs the tensorboard package: pip install tensorboard") from e
+        return SummaryWriter(log_dir=str(self.run_dir / "tensorboard"))
+
     def _log(self, record: dict[str, Any]) -> None:
         if self.dist.is_main:
             with self._jsonl.open("a") as f:
                 f.write(json.dumps(record) + "\n")
+            if self._tb is not None:  # step lines go under train/, epoch lines (validation metrics) under val/
+                group = "train" if "lr" in record else "val"
+                for k, v in record.items():
+                    if k not in ("epoch", "step") and isinstance(v, (int, float)):
+                        self._tb.add_scalar(f"{group}/{k}", v, record["step"])
+                self._tb.flush()
 
     def _checkpoint(self) -> None:
         if self.dist.is_main:
@@ -233,7 +248,7 @@ class Trainer:
                      self.dist.world_size, self.cfg.accum_steps, self.micro_batch, self.total_steps,
                      self.device, f", {self.amp}" if self.amp else "")
         try:
-            with _GracefulInterrupt() as interrupt:
+            with _GracefulInterrupt() as interrupt, _out_of_memory_advice(self):
                 while st.epoch < cfg.epochs:
                     finished = self._train_epoch(interrupt)
                     if not finished:
@@ -244,6 +259,8 @@ class Trainer:
                 self._plots()
             return st.best
         finally:
+            if self._tb is not None:
+                self._tb.close()
             cleanup_distributed()
 
     def _step_seed(self) -> int:
@@ -372,6 +389,24 @@ class Trainer:
         st.epoch += 1
         st.step_in_epoch = 0
         self._checkpoint()
+
+
+@contextlib.contextmanager
+def _out_of_memory_advice(trainer: Trainer) -> Iterator[None]:
+    """Out of memory (CUDA or host) -> one clear error with what to change; the last checkpoint is kept."""
+    try:
+        yield
+    except (torch.OutOfMemoryError, MemoryError, RuntimeError) as e:
+        text = str(e).lower()
+        if isinstance(e, RuntimeError) and not isinstance(e, torch.OutOfMemoryError) and not (
+                "out of memory" in text or "can't allocate memory" in text or "cannot allocate memory" in text):
+            raise
+        micro = trainer.micro_batch
+        raise VitkitError(
+            f"out of memory with {micro} samples per process per step on {trainer.device} "
+            f"({type(e).__name__}); use a smaller --batch-size, or keep the batch and split it with "
+            f"--accum-steps {2 * trainer.cfg.accum_steps} (or --amp bf16 on a GPU). The last checkpoint is kept."
+        ) from e
 
 
 def _public(metrics: dict[str, Any]) -> dict[str, Any]:

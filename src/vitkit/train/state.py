@@ -4,7 +4,6 @@ and read back with `torch.load(weights_only=True)` — a checkpoint never runs c
 from __future__ import annotations
 
 import os
-import pickle
 import random
 import tempfile
 from pathlib import Path
@@ -13,7 +12,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from ..errors import CheckpointError
+from ..errors import CheckpointError, VitkitError
 
 STATE_FILE = "checkpoint.pt"
 
@@ -29,6 +28,9 @@ def save_state(state: dict[str, Any], run_dir: Path) -> Path:
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
+    except OSError as e:  # disk full, quota, permissions: the previous checkpoint is untouched
+        Path(tmp).unlink(missing_ok=True)
+        raise VitkitError(f"could not write {path} ({e.strerror or e}); the previous checkpoint is kept") from e
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
@@ -39,10 +41,12 @@ def load_state(run_dir: Path) -> dict[str, Any]:
     path = Path(run_dir) / STATE_FILE
     if not path.is_file():
         raise CheckpointError(f"{run_dir} holds no training checkpoint ({STATE_FILE}); nothing to resume")
-    try:
-        return torch.load(path, map_location="cpu", weights_only=True)
-    except (pickle.UnpicklingError, RuntimeError, EOFError, OSError) as e:
-        raise CheckpointError(f"cannot read {path} ({type(e).__name__}: {e})") from None
+    from ..checkpoint.io import load_plain_pickle
+
+    state = load_plain_pickle(path)
+    if not isinstance(state, dict) or state.get("format") != "vitkit-train":
+        raise CheckpointError(f"{path} is not a vitkit training checkpoint")
+    return state
 
 
 def rng_state() -> dict[str, Any]:
