@@ -58,6 +58,8 @@ IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".webp", ".gif", ".tif", ".
 _BACKGROUNDS = {"white": (255, 255, 255), "black": (0, 0, 0)}
 _ALPHA_MODES = ("RGBA", "LA", "PA", "RGBa", "La")
 _INT16_MODES = ("I;16", "I;16B", "I;16L", "I;16N")
+# PIL reports truncated / corrupt data with any of these, depending on the format plugin.
+_DECODE_ERRORS = (OSError, SyntaxError, ValueError, EOFError, KeyError, IndexError, TypeError, struct_error)
 
 
 class DatasetError(VitkitError):
@@ -208,8 +210,7 @@ def load_image(
         raise ImageLoadError(f"not an image file (or a format PIL cannot read): {name}", path=name) from e
     except Image.DecompressionBombError as e:
         raise ImageLoadError(f"image is implausibly large (decompression bomb guard): {name}: {e}", path=name) from e
-    except (OSError, SyntaxError, ValueError, EOFError, KeyError, IndexError, TypeError, struct_error) as e:
-        # PIL reports truncated / corrupt data with any of these, depending on the format plugin.
+    except _DECODE_ERRORS as e:
         raise ImageLoadError(f"cannot decode image {name}: {type(e).__name__}: {e}", path=name) from e
 
 
@@ -228,7 +229,9 @@ def image_size(path: str | os.PathLike) -> tuple[int, int]:
             return img.size
     except FileNotFoundError as e:
         raise ImageLoadError(f"image file not found: {path}", path=path) from e
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as e:
+    except Image.DecompressionBombError as e:
+        raise ImageLoadError(f"image is implausibly large (decompression bomb guard): {path}: {e}", path=path) from e
+    except (UnidentifiedImageError, *_DECODE_ERRORS) as e:
         raise ImageLoadError(f"not a readable image file: {path}: {e}", path=path) from e
 
 

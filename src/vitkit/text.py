@@ -71,6 +71,16 @@ def load_vocab(vocab_file: str | os.PathLike | None = None) -> dict[str, int]:
     return vocab
 
 
+def _valid_unicode(text: str) -> str:
+    """`text` as the Rust tokenizer can take it: a surrogate pair left split (e.g. by a JSON decoder fed
+    escaped UTF-16) is joined, a lone surrogate becomes U+FFFD (then [UNK]), instead of a TypeError."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return text.encode("utf-16", "surrogatepass").decode("utf-16", "replace")
+    return text
+
+
 class BertTokenizer:
     """BERT WordPiece tokenizer: text -> `input_ids`, `attention_mask`, `token_type_ids` (and word ids).
 
@@ -152,7 +162,7 @@ class BertTokenizer:
 
     def tokenize(self, text: str) -> list[str]:
         """WordPiece tokens of one text, without [CLS]/[SEP] and without truncation."""
-        return self._tok.encode(text, add_special_tokens=False).tokens
+        return self._tok.encode(_valid_unicode(text), add_special_tokens=False).tokens
 
     def encode(
         self,
@@ -184,11 +194,14 @@ class BertTokenizer:
         batch = [texts] if single else list(texts)
         if not all(isinstance(t, str) for t in batch):
             raise VitkitError(f"texts must be strings, got {sorted({type(t).__name__ for t in batch})}")
+        batch = [_valid_unicode(t) for t in batch]
         if text_pair is not None:
             pairs = [text_pair] if isinstance(text_pair, str) else list(text_pair)
             if len(pairs) != len(batch):
                 raise VitkitError(f"got {len(batch)} texts but {len(pairs)} text pairs")
-            inputs: list[Any] = list(zip(batch, pairs))
+            if not all(isinstance(t, str) for t in pairs):
+                raise VitkitError(f"text pairs must be strings, got {sorted({type(t).__name__ for t in pairs})}")
+            inputs: list[Any] = list(zip(batch, [_valid_unicode(t) for t in pairs]))
         else:
             inputs = batch
         self._set_truncation(max_length if truncation else None)

@@ -27,10 +27,14 @@ WEIGHTS_FILE = "model.safetensors"
 
 
 def _atomic_write_bytes(path: Path, data: bytes) -> None:
+    """Write via a temp file + rename: a failed or interrupted write (full disk, kill -9) leaves the previous
+    file intact, and the data is on disk before the rename makes it visible (no empty file after a power cut)."""
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
@@ -76,24 +80,46 @@ def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
     if not path.is_file():
         raise CheckpointError(f"checkpoint file not found: {path}")
     if path.suffix == ".safetensors":
-        from safetensors import SafetensorError
         from safetensors.torch import load_file
 
         try:
             return load_file(str(path))
-        except (SafetensorError, OSError, ValueError) as e:
-            raise CheckpointError(f"{path} is not a readable safetensors file ({e})") from None
+        except Exception as e:  # SafetensorError, OSError, ValueError, ...: a bad file either way
+            raise CheckpointError(f"{path} is not a readable safetensors file ({_first_line(e)})") from None
+    return unwrap_state_dict(load_plain_pickle(path), str(path))
+
+
+def load_plain_pickle(path: Path, *, refused_hint: str = "", safe_globals: list[Any] | None = None) -> Any:
+    """`torch.load(path, weights_only=True)` on the CPU: tensors and plain containers only, never code. A pickle
+    that asks for anything else, and a truncated or corrupt file (whatever torch's reader raises on it: EOFError,
+    RuntimeError, but also IndexError or KeyError from its unpickler), is a CheckpointError naming the file."""
     try:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
+        with torch.serialization.safe_globals(safe_globals or []):
+            return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as e:
-        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise CheckpointError(
             f"{path} is not a plain-tensor checkpoint and was not loaded: vitkit reads pickles only with "
-            f"torch.load(weights_only=True), which refuses code and arbitrary objects ({first})"
+            f"torch.load(weights_only=True), which refuses code and arbitrary objects{refused_hint} "
+            f"({_weights_only_reason(e)})"
         ) from None
-    except (RuntimeError, EOFError, OSError, ValueError) as e:
-        raise CheckpointError(f"cannot read {path} as a PyTorch checkpoint ({type(e).__name__}: {e})") from None
-    return unwrap_state_dict(obj, str(path))
+    except Exception as e:  # nothing ran (weights_only): any other failure is a damaged file
+        raise CheckpointError(f"cannot read {path} as a PyTorch checkpoint ({type(e).__name__}: {_first_line(e)})"
+                              ) from None
+
+
+def _weights_only_reason(e: BaseException) -> str:
+    """The one informative sentence of torch's weights_only refusal (e.g. "Trying to load unsupported GLOBAL
+    posix.system whose module posix is blocked."), without its advice to retry with the unsafe loader."""
+    boilerplate = ("Weights only load failed", "Please file an issue", "Check the documentation")
+    lines = [line.strip() for line in str(e).splitlines()]
+    kept = [line for line in lines if line and not line.startswith(boilerplate)]
+    reason = " ".join(kept).replace("WeightsUnpickler error:", "").strip()
+    return reason or type(e).__name__
+
+
+def _first_line(e: BaseException) -> str:
+    text = str(e).strip()
+    return text.splitlines()[0] if text else ""
 
 
 def unwrap_state_dict(obj: Any, where: str) -> dict[str, torch.Tensor]:
@@ -156,5 +182,8 @@ def check_state_dict(model: nn.Module, state_dict: Mapping[str, torch.Tensor], s
 def load_weights(model: nn.Module, state_dict: Mapping[str, torch.Tensor], source: str = "checkpoint") -> nn.Module:
     """Strict load: every key present, nothing extra, every shape equal. Dtypes follow the model."""
     check_state_dict(model, state_dict, source)
-    model.load_state_dict(state_dict, strict=True)
+    try:
+        model.load_state_dict(state_dict, strict=True)
+    except RuntimeError as e:  # right shapes, unusable tensors (sparse, quantized, complex into real, ...)
+        raise CheckpointError(f"{source}: the weights have the right shapes but cannot be loaded ({e})") from e
     return model

@@ -10,6 +10,7 @@ learned position grid of another size is resampled (bicubic, as timm), and a cla
 from __future__ import annotations
 
 import contextlib
+import itertools
 import logging
 from pathlib import Path
 from typing import Any
@@ -17,10 +18,10 @@ from typing import Any
 import torch
 
 from ..config import config_from_dict, replace_config
-from ..errors import CheckpointError, ConfigError
+from ..errors import CheckpointError, ConfigError, VitkitError, did_you_mean
 from ..layers import resample_pos_embed
 from ..registry import MODEL_TYPES, build_model, get_config, list_models
-from .io import CONFIG_FILE, FORMAT, WEIGHTS_FILE, load_weights, read_json, read_state_dict
+from .io import CONFIG_FILE, FORMAT, WEIGHTS_FILE, check_state_dict, load_weights, read_json, read_state_dict
 
 log = logging.getLogger("vitkit")
 
@@ -40,12 +41,11 @@ def from_pretrained(source: str | Path, model: str | None = None, **overrides: A
     """
     src = str(source)
     path = _download_from_hub(src[len(HUB_PREFIX):]) if src.startswith(HUB_PREFIX) else Path(src).expanduser()
-    if path.is_dir():
-        config, state_dict = _read_directory(path, model)
-    elif path.is_file():
-        config, state_dict = _read_file(path, model)
-    else:
-        raise CheckpointError(f"checkpoint not found: {src}")
+    if not (path.is_dir() or path.is_file()):
+        hint = did_you_mean(src, list_models()) if "/" not in src and not Path(src).suffix else ""
+        raise CheckpointError(f"checkpoint not found: {src}{hint}")
+    with _malformed(f"{src} is malformed"):  # config.json / weights of an unexpected type or shape
+        config, state_dict = _read_directory(path, model) if path.is_dir() else _read_file(path, model)
     if "num_classes" in overrides and overrides["num_classes"] != getattr(config, "num_classes", None):
         head_keys = [k for k in state_dict if k.startswith("head.")]
         if head_keys:
@@ -56,15 +56,89 @@ def from_pretrained(source: str | Path, model: str | None = None, **overrides: A
             overrides = {**overrides, "labels": None}  # the class names belonged to the dropped head
     old_config = config
     config = replace_config(config, **overrides)
+    # A dry run on the meta device (no memory, no init) first: a config that cannot be built, or whose model
+    # the weights do not fit (a config.json claiming depth 10^7 next to a 100 kB file), is refused before
+    # anything is allocated. Past this check the real model is as large as the checkpoint (plus fresh heads).
+    _check_plausible(old_config, src)
+    _check_plausible(config, src)
+    with _malformed(f"{src}: its config does not describe a model vitkit can build"), torch.device("meta"), _quiet():
+        shell = build_model(config)
+        shell_sd = _adapt(state_dict, shell, old_config, overrides)
+    check_state_dict(shell, shell_sd, src)
+    _check_allocation(shell, state_dict, src)
     net = build_model(config)
+    with _malformed(f"{src} is malformed"):
+        state_dict = _adapt(state_dict, net, old_config, overrides)
+    load_weights(net, state_dict, source=src)
+    return net.eval()
+
+
+def _adapt(state_dict: dict[str, torch.Tensor], net: torch.nn.Module, old_config: Any,
+           overrides: dict[str, Any]) -> dict[str, torch.Tensor]:
+    """The checkpoint's weights fitted to `net`: changed heads (model-specific, logged), a resampled position
+    grid, and the fresh head kept when num_classes is overridden."""
     if hasattr(net, "adapt_state_dict"):  # model-specific, logged adaptations to changed heads (ViLT)
         state_dict = net.adapt_state_dict(state_dict, old_config)
     state_dict = _fit_position_embedding(state_dict, net, old_config)
     if "num_classes" in overrides and not any(k.startswith("head.") for k in state_dict):
         # the fresh head keeps its init; everything else must match exactly
         state_dict = {**state_dict, **{k: v for k, v in net.state_dict().items() if k.startswith("head.")}}
-    load_weights(net, state_dict, source=src)
-    return net.eval()
+    return state_dict
+
+
+# Errors that, raised while reading a checkpoint or building the model its config describes, mean a config or
+# weight file of an unexpected type, shape or value (never a reason to show a traceback).
+_MALFORMED_ERRORS = (TypeError, ValueError, KeyError, IndexError, AttributeError, ArithmeticError, RuntimeError)
+# Fields that multiply modules (not just tensor sizes, which cost nothing on the meta device): bounded so that
+# even the dry run stays quick. Far above any published model (ViT-22B: depth 48).
+_MAX_DEPTH = 1024
+# Values the real model may hold beyond the checkpoint's (fresh heads, fixed tables): 512 MB of float32.
+_MAX_FRESH = 1 << 27
+
+
+@contextlib.contextmanager
+def _malformed(what: str) -> Any:
+    try:
+        yield
+    except ConfigError as e:  # a config.json value the model rejects (e.g. an unknown activation)
+        raise CheckpointError(f"{what} ({e})") from e
+    except VitkitError:
+        raise
+    except _MALFORMED_ERRORS as e:
+        raise CheckpointError(f"{what} ({type(e).__name__}: {_first_line(e)})") from e
+
+
+@contextlib.contextmanager
+def _quiet() -> Any:
+    """No log lines from the dry run: the real build logs the same adaptations."""
+    was = log.disabled
+    log.disabled = True
+    try:
+        yield
+    finally:
+        log.disabled = was
+
+
+def _check_allocation(shell: torch.nn.Module, state_dict: dict[str, torch.Tensor], src: str) -> None:
+    """What the real model allocates beyond the checkpoint's own tensors (fresh heads, non-persistent buffers such
+    as a sin-cos position table) must be modest: a config.json saying img_size 40000 must not take 60 GB."""
+    have = sum(v.numel() for v in state_dict.values())
+    need = sum(t.numel() for t in itertools.chain(shell.parameters(), shell.buffers()))
+    if need - have > max(have, _MAX_FRESH):
+        raise CheckpointError(f"{src}: the model its config describes needs {need / 1e6:,.0f}M values, the "
+                              f"weights hold {have / 1e6:,.1f}M; is the config's img_size / num_classes right?")
+
+
+def _check_plausible(config: Any, src: str) -> None:
+    """Layer counts (which multiply modules, so even a dry run) must be integers in 0.._MAX_DEPTH."""
+    stages = getattr(config, "backbone_layers", None) or ()
+    counts = {"depth": getattr(config, "depth", None),
+              **{f"backbone_layers[{i}]": n for i, n in enumerate(stages if isinstance(stages, tuple | list)
+                                                                  else [stages])}}
+    for field, n in counts.items():
+        if n is not None and not (isinstance(n, int) and 0 <= n <= _MAX_DEPTH):
+            raise CheckpointError(f"{src}: its config asks for {field}={n!r}; expected an integer in "
+                                  f"0..{_MAX_DEPTH}")
 
 
 # ------------------------------------------------------------------------------------------------ sources
@@ -77,10 +151,16 @@ def _read_directory(path: Path, model: str | None) -> tuple[Any, dict[str, torch
         model_type = meta.get("model_type")
         if model_type not in MODEL_TYPES:
             raise CheckpointError(f"{cfg_path}: unknown vitkit model_type {model_type!r}")
+        fields = meta.get("config", {})
+        if not isinstance(fields, dict):
+            raise CheckpointError(f"{cfg_path}: 'config' should be a JSON object, got {type(fields).__name__}")
         try:
-            config = config_from_dict(MODEL_TYPES[model_type].config_class, meta.get("config", {}))
-        except (ConfigError, TypeError) as e:
+            config = config_from_dict(MODEL_TYPES[model_type].config_class, fields)
+        except ConfigError as e:
             raise CheckpointError(f"{cfg_path}: bad config ({e})") from None
+        except _MALFORMED_ERRORS as e:  # a field of the wrong type or value, caught by arithmetic in __post_init__
+            raise CheckpointError(f"{cfg_path}: bad config: a field has the wrong type or value "
+                                  f"({type(e).__name__}: {e})") from None
         return config, read_state_dict(path / WEIGHTS_FILE)
     if meta.get("model_type") == "vilt":  # Hugging Face transformers ViLT (any Vilt* head class)
         from .hf_vilt import read_hf_vilt_directory
@@ -206,6 +286,8 @@ def _fit_position_embedding(state_dict: dict[str, torch.Tensor], net: torch.nn.M
             return state_dict  # not a square grid we can infer: let the strict check report the shape
         old_grid = (side, side)
     new_grid = net.patch_embed.grid_size
+    if target.is_meta:  # the dry run: only the shape matters (and a config's grid may be far too large to fill)
+        return {**state_dict, key: torch.empty_like(target)}
     log.info("resampling position embeddings from a %dx%d to a %dx%d grid", *old_grid, *new_grid)
     return {**state_dict, key: resample_pos_embed(pe, new_grid, old_grid, num_prefix=num_prefix)}
 

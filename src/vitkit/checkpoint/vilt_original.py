@@ -25,7 +25,6 @@ import collections
 import dataclasses
 import logging
 import math
-import pickle
 import re
 from collections.abc import Mapping
 from pathlib import Path
@@ -35,7 +34,7 @@ import torch
 
 from ..errors import CheckpointError, ConfigError
 from ..models.vilt import ViLTConfig
-from .io import strip_prefixes, unwrap_state_dict
+from .io import load_plain_pickle, strip_prefixes, unwrap_state_dict
 
 log = logging.getLogger("vitkit")
 
@@ -158,17 +157,8 @@ def read_lightning_checkpoint(path: str | Path) -> dict[str, Any]:
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"checkpoint file not found: {path}")
-    try:
-        with torch.serialization.safe_globals(_STAND_INS):
-            obj = torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as e:
-        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise CheckpointError(
-            f"{path} holds objects vitkit does not unpickle (it reads with torch.load(weights_only=True), which "
-            f"refuses code); re-save its `state_dict` alone with torch.save ({first})"
-        ) from None
-    except (RuntimeError, EOFError, OSError, ValueError) as e:
-        raise CheckpointError(f"cannot read {path} as a PyTorch checkpoint ({type(e).__name__}: {e})") from None
+    obj = load_plain_pickle(path, safe_globals=_STAND_INS,
+                            refused_hint="; re-save its `state_dict` alone with torch.save")
     return obj if isinstance(obj, dict) else {"state_dict": obj}
 
 

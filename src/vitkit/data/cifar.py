@@ -32,11 +32,22 @@ def _latin1_encode(text: str, encoding: str = "latin1") -> bytes:
     return text.encode("latin1")
 
 
+def _bytes(*args: Any) -> bytes:
+    """What Python-3 protocol-2 pickles call (`__builtin__.bytes`) to rebuild an empty bytes value. Only that,
+    or a copy of bytes: `bytes(10**12)` would allocate whatever a forged file asks for."""
+    if not args:
+        return b""
+    if len(args) == 1 and isinstance(args[0], bytes | bytearray):
+        return bytes(args[0])
+    raise pickle.UnpicklingError(f"refusing bytes{tuple(type(a).__name__ for a in args)}")
+
+
 def _numpy_globals() -> dict[tuple[str, str], Any]:
     # Take the functions from numpy's own pickling, so the deprecated `numpy.core` is never imported.
     reconstruct = np.zeros(1).__reduce__()[0]  # numpy(._)core.multiarray._reconstruct
     frombuffer = np.zeros(1).__reduce_ex__(5)[0]  # numpy(._)core.numeric._frombuffer (protocol 5)
-    allowed: dict[tuple[str, str], Any] = {("_codecs", "encode"): _latin1_encode}
+    allowed: dict[tuple[str, str], Any] = {("_codecs", "encode"): _latin1_encode, ("__builtin__", "bytes"): _bytes,
+                                           ("builtins", "bytes"): _bytes}
     for core in ("numpy.core", "numpy._core"):
         allowed[(f"{core}.multiarray", "_reconstruct")] = reconstruct
         allowed[(f"{core}.numeric", "_frombuffer")] = frombuffer
@@ -69,7 +80,8 @@ def safe_unpickle(f: BinaryIO, *, name: str = "<pickle>") -> Any:
         obj = _NumpyOnlyUnpickler(f, encoding="bytes").load()
     except pickle.UnpicklingError as e:
         raise DatasetError(f"{name}: refused to load: {e}") from e
-    except (EOFError, ValueError, TypeError, AttributeError, IndexError, KeyError, MemoryError) as e:
+    except Exception as e:  # only the allowed numpy functions run: any failure means bad bytes
+        # (EOFError, ValueError, OverflowError on a forged FRAME length, MemoryError, RecursionError, ...)
         raise DatasetError(f"{name}: not a readable CIFAR pickle ({type(e).__name__}: {e})") from e
     return obj
 
@@ -85,7 +97,10 @@ def _load_dict(path: Path) -> dict[str, Any]:
 def _names(values: Any, path: Path, key: str) -> tuple[str, ...]:
     if not isinstance(values, list | tuple) or not all(isinstance(v, bytes | str) for v in values):
         raise DatasetError(f"{path}: '{key}' should be a list of names")
-    return tuple(v.decode("utf-8") if isinstance(v, bytes) else v for v in values)
+    try:
+        return tuple(v.decode("utf-8") if isinstance(v, bytes) else v for v in values)
+    except UnicodeDecodeError as e:
+        raise DatasetError(f"{path}: '{key}' holds a name that is not UTF-8 text ({e})") from None
 
 
 def _batch(path: Path, label_key: str, num_classes: int) -> tuple[np.ndarray, np.ndarray]:
@@ -97,7 +112,12 @@ def _batch(path: Path, label_key: str, num_classes: int) -> tuple[np.ndarray, np
     if not isinstance(data, np.ndarray) or data.dtype != np.uint8 or data.ndim != 2 or data.shape[1] != 3072:
         desc = f"{data.dtype} {data.shape}" if isinstance(data, np.ndarray) else type(data).__name__
         raise DatasetError(f"{path}: 'data' should be a uint8 array [N, 3072], found {desc}")
-    labels = np.asarray(d[label_key])
+    try:
+        labels = np.asarray(d[label_key])
+    except (ValueError, TypeError, OverflowError) as e:  # ragged or mixed lists
+        raise DatasetError(f"{path}: '{label_key}' is not a list of integer labels ({e})") from None
+    if labels.size == 0:
+        labels = labels.astype(np.int64)  # np.asarray([]) is float64
     if labels.shape != (data.shape[0],) or not np.issubdtype(labels.dtype, np.integer):
         raise DatasetError(f"{path}: {data.shape[0]} images but '{label_key}' has shape {labels.shape}")
     if labels.size and (labels.min() < 0 or labels.max() >= num_classes):

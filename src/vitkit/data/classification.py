@@ -227,6 +227,8 @@ def load_classification_data(
             raise DatasetError(f"{data_dir} holds {raw.kind}, not {kind}")
     else:
         raw = read_mnist(data_dir, kind=kind)
+    if len(raw.classes) < 2:
+        raise DatasetError(f"{raw.root} names {len(raw.classes)} class(es): a classifier needs at least two")
     c = data_config.in_chans
     train = TensorImageDataset(_to_channels(raw.train_images, c), raw.train_labels, raw.classes, train_tf)
     val = TensorImageDataset(_to_channels(raw.test_images, c), raw.test_labels, raw.classes, eval_tf)

@@ -6,7 +6,8 @@ files (counted, so a folder of .heic photos is not silently empty). Classes are 
 sub-folder names, sorted (torchvision's and timm's order, so label indices agree with theirs).
 
 Rules, each failing with a `DatasetError` that names the folder or file:
-- DIR, DIR/train and DIR/val must exist; train needs at least one class folder.
+- DIR, DIR/train and DIR/val must exist; train needs at least two class folders (one class has nothing to
+  learn), val at least one.
 - A class folder without images is an error (in either split).
 - A val class that train lacks is an error; a train class that val lacks is allowed with a warning (its
   accuracy simply goes unmeasured).
@@ -101,10 +102,21 @@ def scan_image_folder(data_dir: str | Path) -> ImageFolderScan:
         loose = [p.name for p in (root / "train").iterdir() if p.is_file() and is_image_file(p.name)]
         extra = f" ({len(loose)} images lie directly in it: move them into per-class folders)" if loose else ""
         raise DatasetError(f"train folder {root / 'train'} has no class folders{extra}{layout}")
+    if len(classes) == 1:
+        raise DatasetError(
+            f"train folder {root / 'train'} has a single class folder ({classes[0]!r}): a classifier needs at "
+            "least two classes (with one, every prediction is trivially right and nothing is learnt); add a "
+            "folder per class under train/ and val/"
+        )
     index = {c: i for i, c in enumerate(classes)}
     scan = ImageFolderScan(root, tuple(classes), [], [])
 
     val_classes = _class_dirs(root / "val")
+    if not val_classes:
+        loose = [p.name for p in (root / "val").iterdir() if p.is_file() and is_image_file(p.name)]
+        extra = f" ({len(loose)} images lie directly in it: move them into per-class folders)" if loose else ""
+        raise DatasetError(f"val folder {root / 'val'} has no class folders{extra}, so nothing could be "
+                           f"validated{layout}")
     unknown = [c for c in val_classes if c not in index]
     if unknown:
         hints = "".join(f"\n  {c!r}{did_you_mean(c, classes)}" for c in unknown[:10])

@@ -32,6 +32,7 @@ FASHION_MNIST_CLASSES = (
 
 _IDX_DTYPES = {0x08: np.dtype("u1"), 0x09: np.dtype("i1"), 0x0B: np.dtype(">i2"), 0x0C: np.dtype(">i4"),
                0x0D: np.dtype(">f4"), 0x0E: np.dtype(">f8")}  # fmt: skip
+MAX_CLASSES = 100_000  # label values beyond this are taken for corruption (EMNIST, the largest variant, has 62)
 _IDX_NAME = re.compile(r"(?P<split>train|t10k)-(?P<what>images|labels)[.-]idx(?P<ndim>[13])-ubyte(?P<gz>\.gz)?")
 
 
@@ -133,9 +134,9 @@ def read_mnist(data_dir: str | Path, kind: str | None = None) -> MnistData:
     arrays = {}
     for split in ("train", "t10k"):
         images, labels = read_idx(files[(split, "images")]), read_idx(files[(split, "labels")])
-        if images.ndim != 3 or images.dtype != np.uint8:
-            raise DatasetError(f"{files[(split, 'images')]}: expected uint8 images [N, H, W], got {images.dtype} "
-                               f"{images.shape}")
+        if images.ndim != 3 or images.dtype != np.uint8 or 0 in images.shape[1:]:
+            raise DatasetError(f"{files[(split, 'images')]}: expected uint8 images [N, H, W] (H, W >= 1), got "
+                               f"{images.dtype} {images.shape}")
         if labels.ndim != 1 or labels.shape[0] != images.shape[0] or not np.issubdtype(labels.dtype, np.integer):
             raise DatasetError(f"{files[(split, 'labels')]}: {labels.shape} labels for {images.shape[0]} images")
         if labels.size and labels.min() < 0:
@@ -144,6 +145,9 @@ def read_mnist(data_dir: str | Path, kind: str | None = None) -> MnistData:
     if kind is None:
         kind = guess_mnist_kind(data_dir, folder)
     num_classes = int(max(a[1].max(initial=0) for a in arrays.values())) + 1
+    if num_classes > MAX_CLASSES:  # a corrupt label file; naming 2**31 classes would exhaust memory
+        raise DatasetError(f"{folder}: labels go up to {num_classes - 1}; more than {MAX_CLASSES} classes is not "
+                           "plausible for MNIST-format data (corrupt label file?)")
     if kind == "fashion-mnist":
         if num_classes > len(FASHION_MNIST_CLASSES):
             raise DatasetError(f"{folder}: labels go up to {num_classes - 1}, Fashion-MNIST has 10 classes")

@@ -34,7 +34,7 @@ import torch
 from PIL import Image
 
 from ..errors import ConfigError
-from ..images import channels_to_mode, to_mode
+from ..images import DatasetError, channels_to_mode, to_mode
 from .randaugment import PIL_INTERPOLATION, GeneratorLike, RandAugment, Rng, as_rng, pil_interpolation
 
 SMALL_IMAGE_SIZE = 128  # below this (the shorter side of img_size), the gentler crop scale is the default
@@ -321,5 +321,8 @@ def build_transforms(
 
 
 def _ensure_mode(img: Image.Image, mode: str) -> Image.Image:
-    """Any other mode (RGBA, P, 16-bit, ...) goes through the shared rules in vitkit.images."""
+    """Any other mode (RGBA, P, 16-bit, ...) goes through the shared rules in vitkit.images. An image without
+    pixels (0 wide or 0 high) cannot be resized to anything: a DatasetError, not a ZeroDivisionError."""
+    if img.width < 1 or img.height < 1:
+        raise DatasetError(f"an image of {img.width}x{img.height} pixels has no content to resize")
     return img if img.mode == mode else to_mode(img, mode)
