@@ -208,6 +208,21 @@ def _is_single_image(images: Any) -> bool:
     )
 
 
+def _as_batch(images: Any) -> list[Any]:
+    """One image (PIL, path, HW/HWC array) -> [it]; a sequence of images (or an NHWC array) -> a list."""
+    if _is_single_image(images):
+        return [images]
+    if isinstance(images, np.ndarray) and images.ndim != 4:
+        raise VitkitError(f"expected an HW or HWC image array (or NHWC for a batch), got shape {images.shape}")
+    try:
+        batch = list(images)
+    except TypeError:
+        raise VitkitError(f"expected an image or a sequence of images, got {type(images).__name__}") from None
+    if not batch:
+        raise VitkitError("got an empty batch of images")
+    return batch
+
+
 def preprocess_images(
     images: ImageInput | Sequence[ImageInput], config: ViltProcessorConfig | None = None
 ) -> dict[str, torch.Tensor]:
@@ -216,12 +231,12 @@ def preprocess_images(
     Matches transformers' PIL ViltImageProcessor (resize, rescale, normalize, pad) to float32 rounding.
     """
     cfg = config or ViltProcessorConfig()
-    batch = [images] if _is_single_image(images) else list(images)
-    if not batch:
-        raise VitkitError("got an empty batch of images")
+    batch = _as_batch(images)
     resized = []
     for item in batch:
         rgb = load_rgb(item)
+        if rgb.width < 1 or rgb.height < 1:
+            raise VitkitError(f"an image of {rgb.width}x{rgb.height} pixels has no content to resize")
         height, width = resize_output_size(rgb.height, rgb.width, cfg)
         resized.append(np.asarray(rgb.resize((width, height), resample=PIL_RESAMPLE[cfg.resample])))  # [h, w, 3]
     # Normalizing 8-bit pixels is a table look-up: (v / 255 - mean) / std for the 256 values of each channel,
@@ -247,12 +262,12 @@ def preprocess_tensors(
     """The fast path for images already on a device: [B, C, H, W] or a list of [C, H, W] (C = 1 or 3) -> the same
     `pixel_values` / `pixel_mask` as `preprocess_images`, computed on the images' device.
 
-    uint8 tensors are read as 0..255, floating tensors as [0, 1]. The resize is `F.interpolate(antialias=True)`
-    (PyTorch's port of PIL's filters) run as PIL runs it: a horizontal then a vertical pass, each clamped and
-    rounded to 8-bit levels. It matches the PIL path only approximately, since PIL filters in fixed point: on CPU
-    a few pixels in a thousand differ by one 8-bit level, i.e. 2/255 = 0.0078 after normalization
-    (tests/test_processing.py bounds the max |diff| by one level and the mean by 1e-4). CUDA kernels sum in a
-    different order; the same bound is expected there but is only tested on CPU.
+    uint8 tensors are read as 0..255, floating tensors as [0, 1] (clipped, NaN read as 0). The resize is
+    `F.interpolate(antialias=True)` (PyTorch's port of PIL's filters) run as PIL runs it: a horizontal then a
+    vertical pass, each clamped and rounded to 8-bit levels. It matches the PIL path only approximately, since
+    PIL filters in fixed point: on CPU a few pixels in a thousand differ by one 8-bit level, i.e. 2/255 = 0.0078
+    after normalization (tests/test_processing.py bounds the max |diff| by one level and the mean by 1e-4). CUDA
+    kernels sum in a different order; the same bound is expected there but is only tested on CPU.
     """
     cfg = config or ViltProcessorConfig()
     if cfg.resample not in TORCH_RESAMPLE:
@@ -270,6 +285,8 @@ def preprocess_tensors(
     for x in batch:
         if not isinstance(x, torch.Tensor) or x.ndim != 3 or x.shape[0] not in (1, 3):
             raise VitkitError(f"expected [C, H, W] tensors with C = 1 or 3, got {getattr(x, 'shape', type(x))}")
+        if x.shape[1] < 1 or x.shape[2] < 1:
+            raise VitkitError(f"an image of {x.shape[2]}x{x.shape[1]} pixels has no content to resize")
     device = batch[0].device
     mean = torch.tensor(cfg.mean, dtype=torch.float32, device=device).view(1, 3, 1, 1)
     std = torch.tensor(cfg.std, dtype=torch.float32, device=device).view(1, 3, 1, 1)
@@ -282,6 +299,8 @@ def preprocess_tensors(
     for (shape, dtype), idx in groups.items():
         x = torch.stack([batch[i] for i in idx]).float()  # [b, C, H, W]
         if dtype.is_floating_point:
+            # as the numpy path: NaN -> 0, clipped to [0, 1] (a NaN or inf would spread through the resize)
+            x = torch.nan_to_num(x, nan=0.0, posinf=1.0, neginf=0.0).clamp_(0.0, 1.0)
             x = x * 255.0  # [0, 1] -> the 0..255 scale PIL works in; integer tensors already are
         x = x.expand(-1, 3, -1, -1)  # [b, 3, H, W]; grayscale -> RGB
         height, width = resize_output_size(shape[1], shape[2], cfg)
