@@ -81,17 +81,22 @@ def test_convert_timm_file_to_vitkit_format(tmp_path, capsys):
 def test_demo_short_run_writes_model_pictures_and_summary(tmp_path):
     from vitkit.demo import run_demo
 
-    result = run_demo(out_dir=tmp_path / "demo", epochs=1)
+    result = run_demo(out_dir=tmp_path / "demo", epochs=1, vilt_epochs=1, scenes=(40, 12, 3))
     assert 0.0 <= result["val_top1"] <= 1.0
     run = tmp_path / "demo" / "run"
     for name in ("training_curves.png", "confusion_matrix.png", "attention.png", "metrics.json"):
         assert (run / name).is_file(), name
     model = vitkit.from_pretrained(run / "model")
     assert model.config.labels == tuple(str(i) for i in range(10))
+    # part 2: a ViLT trained on generated scenes, with its VQA accuracy and a word-patch alignment picture
+    assert 0.0 <= result["vilt"]["val_vqa_accuracy"] <= 1.0
+    vqa_run = tmp_path / "demo" / "vqa-run"
+    assert (vqa_run / "align.png").is_file() and (vqa_run / "training_curves.png").is_file()
+    assert vitkit.from_pretrained(vqa_run / "model").config.task == "vqa"
 
 
 @pytest.mark.slow
 def test_demo_learns_digits(tmp_path):
     from vitkit.demo import run_demo
 
-    assert run_demo(out_dir=tmp_path / "demo")["val_top1"] >= 0.98
+    assert run_demo(out_dir=tmp_path / "demo", vilt_epochs=0)["val_top1"] >= 0.98
