@@ -268,3 +268,20 @@ def test_predict_question_errors(vqa_dir, tmp_path, capsys):
     small("vilt_b32").save_pretrained(tmp_path / "itm")
     assert main(["predict", "--model", str(tmp_path / "itm"), "--image", str(photo), "--question", "what?"]) == 2
     assert "needs a VQA model" in capsys.readouterr().err
+
+
+def test_mixed_sizes_and_lengths_are_grouped_but_answers_match_one_by_one():
+    """vqa / itm_score group pairs by image size and text length to save padding; results come back in input order
+    and equal each pair run on its own."""
+    model = small("vilt_b32_vqa", num_answers=5)
+    itm = small("vilt_b32")
+    images = [image(40, 40, 1), image(64, 32, 2), image(40, 40, 3), image(32, 96, 4), image(64, 32, 5)]
+    texts = ["what?", "how many red circles are in the picture on the left?", "is it red?",
+             "what color is the small square next to the big triangle?", "where?"]
+    together = vitkit.vqa(model, images, texts, top_k=5, batch_size=2)
+    for im, q, got in zip(images, texts, together):
+        alone = vitkit.vqa(model, im, q, top_k=5)
+        assert [a["label"] for a in got] == [a["label"] for a in alone]
+        assert [a["score"] for a in got] == pytest.approx([a["score"] for a in alone], abs=1e-5)
+    scores = vitkit.itm_score(itm, images, texts, batch_size=2)
+    assert scores == pytest.approx([vitkit.itm_score(itm, im, t) for im, t in zip(images, texts)], abs=1e-5)

@@ -16,7 +16,9 @@ Retrieval (`retrieval_scores`, `rank_texts`, `rank_images`) embeds each image on
 grid, modality type, masks) and tokenizes each text once, then runs only the text look-up and the joint
 transformer per image-text pair (`ViLT.forward_joint`): ranking N captions costs one image embedding and
 preprocessing plus N encoder passes, not N full forwards. The scores equal those of separate forwards
-(tests/test_vilt_inference.py checks this to 1e-5); benchmarks/vilt_retrieval.py measures the saving.
+(tests/test_vilt_inference.py checks this to 1e-5); `python benchmarks/bench.py --only vilt_retrieval` measures
+the saving. `vqa`, `itm_score` and `fill_mask` bucket pairs by image size and text length, so a mixed list of
+images and questions is not padded to its largest image and longest text.
 """
 
 from __future__ import annotations
@@ -34,7 +36,7 @@ from torch import nn
 
 from .errors import VitkitError
 from .models.vilt import ViLT, ViLTOutput
-from .processing import ImageInput, ViltProcessor, ViltProcessorConfig
+from .processing import ImageInput, ViltProcessor, ViltProcessorConfig, resize_output_size
 from .text import BertTokenizer
 
 ImagesInput = ImageInput | Sequence[ImageInput]
@@ -124,26 +126,77 @@ def _pixels(processor: ViltProcessor, images: Sequence[Any], model: ViLT) -> tup
     return enc["pixel_values"].to(device, dtype), enc["pixel_mask"].to(device)
 
 
+def _resized_hw(item: Any, config: ViltProcessorConfig) -> tuple[int, int]:
+    """The (height, width) an image will have after the processor's resize, read without decoding the pixels
+    (PIL size / array shape / file header; EXIF rotations swap the sides, as `load_rgb` will). (0, 0) if unknown:
+    the size only orders the batches, it never changes a result."""
+    try:
+        if isinstance(item, np.ndarray):
+            h, w = item.shape[:2]
+        elif isinstance(item, Image.Image):
+            w, h = item.size
+            if item.getexif().get(0x0112, 1) in (5, 6, 7, 8):
+                h, w = w, h
+        elif isinstance(item, (str, os.PathLike)):
+            with Image.open(item) as im:
+                w, h = im.size
+                if im.getexif().get(0x0112, 1) in (5, 6, 7, 8):
+                    h, w = w, h
+        else:
+            return 0, 0
+        return resize_output_size(int(h), int(w), config) if h and w else (0, 0)
+    except Exception:  # an unreadable file fails later, in the processor, with its own message
+        return 0, 0
+
+
+def _buckets(sizes: list[tuple[int, int]], lengths: list[int], batch_size: int, patch: int,
+             slack: float = 0.125) -> list[list[int]]:
+    """Length bucketing: pair indices sorted by (image size, text length), cut into batches of at most batch_size
+    whose padded token count (batch x (longest text + 1 + largest patch grid)) exceeds their real token count by
+    at most `slack`. A padded position costs as much as a real one, so mixed sizes in one batch would cost every
+    pair the largest image and the longest text; alike pairs go together instead."""
+    order = sorted(range(len(lengths)), key=lambda i: (sizes[i], lengths[i]))
+    batches: list[list[int]] = []
+    chunk: list[int] = []
+    real = max_l = max_h = max_w = 0
+    for i in order:
+        (h, w), n = sizes[i], lengths[i]
+        tokens = n + 1 + (h // patch) * (w // patch)
+        mh, mw, ml = max(max_h, h), max(max_w, w), max(max_l, n)
+        padded = (len(chunk) + 1) * (ml + 1 + (mh // patch) * (mw // patch))
+        if chunk and (len(chunk) == batch_size or padded > (1 + slack) * (real + tokens)):
+            batches.append(chunk)
+            chunk, real, mh, mw, ml = [], 0, h, w, n
+        chunk.append(i)
+        real, max_h, max_w, max_l = real + tokens, mh, mw, ml
+    return [*batches, chunk] if chunk else batches
+
+
 def _forward_pairs(
     model: ViLT, processor: ViltProcessor, images: list[Any], texts: list[str], batch_size: int
-) -> Iterator[tuple[torch.Tensor, ViLTOutput]]:
-    """Full forwards over image-text pairs in batches: yields (input_ids [b, L] on CPU, output). When every pair
-    shares one image object it is preprocessed once and its pixels expanded over each batch."""
+) -> Iterator[tuple[list[int], torch.Tensor, ViLTOutput]]:
+    """Full forwards over image-text pairs: yields (pair indices, input_ids [b, L] on CPU, output) per batch.
+
+    Texts are tokenized once; pairs are bucketed (`_buckets`) so a batch holds alike image sizes and text lengths
+    and is cut to its own longest text and largest image: a mixed list costs about what its real tokens cost.
+    When every pair shares one image object it is preprocessed once and its pixels expanded over each batch."""
     if batch_size < 1:
         raise VitkitError(f"batch_size must be >= 1, got {batch_size}")
     shared = _pixels(processor, images[:1], model) if all(im is images[0] for im in images) else None
     device = _device(model)
-    for i in range(0, len(texts), batch_size):
-        chunk = texts[i : i + batch_size]
-        enc = processor(text=chunk)
+    enc = processor(text=texts)
+    lengths = enc["attention_mask"].sum(1).tolist()
+    sizes = [(0, 0)] * len(images) if shared is not None else [_resized_hw(im, processor.config) for im in images]
+    for idx in _buckets(sizes, lengths, batch_size, model.config.patch_size):
+        L = max(lengths[i] for i in idx)
+        ids, am, segments = (enc[k][idx, :L] for k in ("input_ids", "attention_mask", "token_type_ids"))
         if shared is None:
-            pixel_values, pixel_mask = _pixels(processor, images[i : i + batch_size], model)
+            pixel_values, pixel_mask = _pixels(processor, [images[i] for i in idx], model)
         else:
-            pixel_values = shared[0].expand(len(chunk), -1, -1, -1)  # [b, 3, H, W]
-            pixel_mask = shared[1].expand(len(chunk), -1, -1)
-        out = model(enc["input_ids"].to(device), enc["attention_mask"].to(device), pixel_values, pixel_mask,
-                    enc["token_type_ids"].to(device))
-        yield enc["input_ids"], out
+            pixel_values = shared[0].expand(len(idx), -1, -1, -1)  # [b, 3, H, W]
+            pixel_mask = shared[1].expand(len(idx), -1, -1)
+        out = model(ids.to(device), am.to(device), pixel_values, pixel_mask, segments.to(device))
+        yield idx, ids, out
 
 
 def _head_logits(model: ViLT, out: ViLTOutput, head: str) -> torch.Tensor:
@@ -176,12 +229,12 @@ def vqa(
     n = vilt.config.num_answers
     labels = list(vilt.config.labels) if vilt.config.labels else [f"answer_{i}" for i in range(n)]
     k = max(1, min(top_k, n))
-    results: list[list[dict[str, Any]]] = []
+    results: list[list[dict[str, Any]]] = [[] for _ in questions]
     with _eval(vilt):
-        for _, out in _forward_pairs(vilt, processor, images, questions, batch_size):
+        for pairs, _, out in _forward_pairs(vilt, processor, images, questions, batch_size):
             top = _head_logits(vilt, out, "vqa").float().sigmoid().topk(k, dim=-1)  # [b, k]
-            for scores, idx in zip(top.values.tolist(), top.indices.tolist()):
-                results.append([{"label": labels[j], "score": s} for s, j in zip(scores, idx)])
+            for i, scores, idx in zip(pairs, top.values.tolist(), top.indices.tolist()):
+                results[i] = [{"label": labels[j], "score": s} for s, j in zip(scores, idx)]
     return results[0] if single else results
 
 
@@ -199,10 +252,11 @@ def itm_score(
     vilt = _vilt(model, "itm")
     processor = processor or processor_for(vilt)
     images, texts, single = _pair_up(image, text)
-    scores: list[float] = []
+    scores = [0.0] * len(texts)
     with _eval(vilt):
-        for _, out in _forward_pairs(vilt, processor, images, texts, batch_size):
-            scores.extend(_head_logits(vilt, out, "itm").float().softmax(-1)[:, 1].tolist())
+        for pairs, _, out in _forward_pairs(vilt, processor, images, texts, batch_size):
+            for i, p in zip(pairs, _head_logits(vilt, out, "itm").float().softmax(-1)[:, 1].tolist()):
+                scores[i] = p
     return scores[0] if single else scores
 
 
@@ -228,19 +282,19 @@ def fill_mask(
             raise VitkitError(f"text has no [MASK] to fill: {t!r}")
     vocab = tok.vocab_size  # logits past the tokenizer's vocabulary (if the model has more rows) have no token
     k = max(1, min(top_k, vocab))
-    results: list[list[list[dict[str, Any]]]] = []
+    results: list[list[list[dict[str, Any]]]] = [[] for _ in texts]
     with _eval(vilt):
-        for ids, out in _forward_pairs(vilt, processor, images, texts, batch_size):
+        for pairs, ids, out in _forward_pairs(vilt, processor, images, texts, batch_size):
             logits = _head_logits(vilt, out, "mlm")[..., :vocab]  # [b, L, V]
-            for row, row_logits in zip(ids, logits):
+            for i, row, row_logits in zip(pairs, ids, logits):
                 where = (row == tok.mask_token_id).nonzero().flatten()  # [M] positions of [MASK]
                 if where.numel() == 0:
                     raise VitkitError("every [MASK] was cut off: the text is longer than the model's max_text_len")
                 top = row_logits[where.to(row_logits.device)].float().softmax(-1).topk(k, dim=-1)  # [M, k]
-                results.append([
+                results[i] = [
                     [{"token": tok.convert_ids_to_tokens(j), "token_id": j, "score": s} for s, j in zip(ss, ii)]
                     for ss, ii in zip(top.values.tolist(), top.indices.tolist())
-                ])
+                ]
     return results[0] if single else results
 
 
@@ -275,6 +329,7 @@ def retrieval_scores(
     device = _device(vilt)
     enc = processor(text=txt)
     lengths = enc["attention_mask"].sum(1)  # [T] on the CPU: batches are cut to their longest text without a sync
+    by_length = lengths.argsort(stable=True)  # pairs go shortest text first: each batch pads the least
     ids, segments, text_masks = (enc[k].to(device) for k in ("input_ids", "token_type_ids", "attention_mask"))
     T = len(txt)
     scores = torch.empty(len(ims), T)
@@ -285,14 +340,15 @@ def retrieval_scores(
             flat = scores[i0 : i0 + image.shape[0]].view(-1)  # these images' rows, pairs image-major: image * T + text
             for p0 in range(0, flat.numel(), batch_size):
                 pairs = torch.arange(p0, min(p0 + batch_size, flat.numel()))
-                im, tx = pairs // T, pairs % T
+                im, tx = pairs // T, by_length[pairs % T]
                 L = int(lengths[tx].max())
+                where = im * T + tx  # [b] these pairs' places in `flat`
                 im, tx = im.to(device), tx.to(device)
                 # Text embeddings are a table look-up + LayerNorm: recomputed per batch rather than held for all texts.
                 text = vilt.text_embeddings(ids[tx, :L], segments[tx, :L]) + text_type  # [b, L, D]
                 out = vilt.forward_joint(text, text_masks[tx, :L].bool(), image[im], image_masks[im], patch_index[im])
                 logits = getattr(vilt, "rank_output" if head == "retrieval" else "itm_score")(out.pooled).float()
-                flat[p0 : p0 + len(pairs)] = (logits[:, 0] if head == "retrieval" else logits.softmax(-1)[:, 1]).cpu()
+                flat[where] = (logits[:, 0] if head == "retrieval" else logits.softmax(-1)[:, 1]).cpu()
     return scores
 
 

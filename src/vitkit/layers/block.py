@@ -51,6 +51,8 @@ class Block(nn.Module):
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
         """x: [B, N, D] -> ([B, N, D], attention [B, heads, N, N] when asked, else None)."""
         h, attn = self.attn(self.norm1(x), key_mask, return_attention)
-        x = x + self.drop_path1(self.ls1(h))
-        x = x + self.drop_path2(self.ls2(self.mlp(self.norm2(x))))
-        return x, attn
+        x = x + self.drop_path1(self.ls1(h))  # a new tensor: the caller's x is never modified
+        h = self.drop_path2(self.ls2(self.mlp(self.norm2(x))))
+        if torch.is_grad_enabled() and (x.requires_grad or h.requires_grad):
+            return x + h, attn
+        return x.add_(h), attn  # inference: the second residual in place (same values, one allocation fewer)
