@@ -1,0 +1,84 @@
+"""Property-based fuzzing of the vision-language readers (VQAv2, COCO / Karpathy captions, NLVR2): json of any
+shape (random nesting of dicts, lists, strings, numbers, booleans, nulls, with and without the expected keys),
+random bytes and truncated text. Each reader returns records or raises a `DatasetError`; nothing else escapes.
+"""
+
+from __future__ import annotations
+
+import json
+import tempfile
+from pathlib import Path
+
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from vitkit.data.captions import find_caption_files, load_coco_captions, load_karpathy
+from vitkit.data.nlvr2 import load_nlvr2
+from vitkit.data.vqa import load_vqa_split
+from vitkit.images import DatasetError
+
+FUZZ = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+
+scalars = st.one_of(st.none(), st.booleans(), st.integers(-(2**70), 2**70), st.floats(allow_nan=True),
+                    st.text(max_size=12), st.sampled_from(["../x.jpg", "/etc/passwd", "a.jpg", "True", "dev-1-0-0"]))
+KEYS = ["questions", "annotations", "images", "question_id", "image_id", "question", "answers", "answer",
+        "answer_type", "multiple_choice_answer", "id", "file_name", "caption", "filepath", "filename", "split",
+        "sentences", "raw", "cocoid", "identifier", "sentence", "label", "directory"]
+json_values = st.recursive(
+    scalars,
+    lambda inner: st.one_of(st.lists(inner, max_size=4),
+                            st.dictionaries(st.one_of(st.sampled_from(KEYS), st.text(max_size=6)), inner, max_size=5)),
+    max_leaves=20,
+)
+# the expected top level, with random inner content (reaches deeper than a random top level would)
+shaped = st.one_of(
+    json_values,
+    st.fixed_dictionaries({"questions": st.lists(json_values, max_size=3)}),
+    st.fixed_dictionaries({"annotations": st.lists(json_values, max_size=3)}),
+    st.fixed_dictionaries({"images": st.lists(json_values, max_size=3), "annotations": st.lists(json_values,
+                                                                                                 max_size=3)}),
+    st.fixed_dictionaries({"questions": st.lists(st.fixed_dictionaries(
+        {"image_id": scalars, "question": scalars, "question_id": scalars}), max_size=3)}),
+)
+payload = st.one_of(shaped.map(lambda v: json.dumps(v).encode()), st.binary(max_size=64),
+                    shaped.map(lambda v: json.dumps(v).encode()[:-3]))
+
+
+def _only_dataset_errors(fn) -> None:
+    try:
+        fn()
+    except DatasetError:
+        pass
+
+
+@FUZZ
+@given(questions=payload, annotations=payload)
+def test_vqa_reader_raises_only_dataset_errors(questions, annotations):
+    with tempfile.TemporaryDirectory() as d:
+        root = Path(d)
+        (root / "v2_OpenEnded_mscoco_val2014_questions.json").write_bytes(questions)
+        (root / "v2_mscoco_val2014_annotations.json").write_bytes(annotations)
+        _only_dataset_errors(lambda: load_vqa_split(root, "val2014", check_images=False))
+        _only_dataset_errors(lambda: load_vqa_split(root, "val2014"))
+
+
+@FUZZ
+@given(coco=payload, karpathy=payload)
+def test_caption_readers_raise_only_dataset_errors(coco, karpathy):
+    with tempfile.TemporaryDirectory() as d:
+        root = Path(d)
+        (root / "captions_val2014.json").write_bytes(coco)
+        (root / "dataset_coco.json").write_bytes(karpathy)
+        _only_dataset_errors(lambda: load_coco_captions(root / "captions_val2014.json", root, check_images=False))
+        _only_dataset_errors(lambda: load_karpathy(root / "dataset_coco.json", root, check_images=False))
+        _only_dataset_errors(lambda: find_caption_files(root, check_images=False))
+
+
+@FUZZ
+@given(lines=st.lists(payload, max_size=4))
+def test_nlvr2_reader_raises_only_dataset_errors(lines):
+    with tempfile.TemporaryDirectory() as d:
+        root = Path(d)
+        (root / "dev.json").write_bytes(b"\n".join(lines))
+        _only_dataset_errors(lambda: load_nlvr2(root, "dev", check_images=False))
+        _only_dataset_errors(lambda: load_nlvr2(root, "dev"))
