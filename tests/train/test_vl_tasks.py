@@ -176,6 +176,16 @@ def test_whole_word_masking_masks_every_piece_of_a_word_together():
         assert torch.equal(masked[~target], ids[~target])
 
 
+def test_itm_negatives_show_another_image_even_when_captions_of_one_image_are_adjacent():
+    from vitkit.train.pretrain import other_image
+
+    rows = torch.tensor([0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 2])  # an unshuffled caption file: 5 captions per image
+    pick = other_image(rows)
+    assert (rows[pick] != rows).all()
+    assert pick.tolist()[:5] == [5, 5, 5, 5, 5] and pick.tolist()[10] == 0
+    assert other_image(torch.tensor([3, 3, 3])).tolist() == [0, 1, 2]  # one image only: nothing else to pick
+
+
 def test_recall_at_k_on_a_hand_made_score_matrix():
     # 3 images, 4 texts; text -> image: 0, 0, 1, 2
     owner = torch.tensor([0, 0, 1, 2])

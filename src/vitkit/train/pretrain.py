@@ -46,6 +46,24 @@ def _unwrap(model: nn.Module) -> ViLT:
     return m
 
 
+def other_image(image_rows: torch.Tensor) -> torch.Tensor:
+    """For each pair of a batch, the index of the nearest following pair (cyclically) that shows a different image:
+    consecutive captions often share an image (an unshuffled caption file lists an image's five together), so a
+    plain roll would give "negatives" that match. Pairs whose whole batch is one image get themselves."""
+    B = len(image_rows)
+    idx = torch.arange(B)
+    pick = idx.clone()
+    todo = torch.ones(B, dtype=torch.bool)
+    for shift in range(1, B):
+        cand = (idx + shift) % B
+        ok = todo & (image_rows[cand] != image_rows)
+        pick[ok] = cand[ok]
+        todo &= ~ok
+        if not todo.any():
+            break
+    return pick
+
+
 def collate_pairs(items: list[dict[str, Any]], processor: ViltProcessor) -> dict[str, Any]:
     pixels, pixel_mask = normalize_pad([it["image"] for it in items], processor.config)
     ids, text_mask = pad_ids([it["ids"] for it in items])
@@ -158,12 +176,11 @@ class PretrainTask:
         mlm_logits = out.extra_logits["mlm"].float()  # [B, L, V]
         labels = labels.to(device)
         mlm_loss = F.cross_entropy(mlm_logits.flatten(0, 1), labels.flatten(), ignore_index=-100)
-        # ITM: half the pairs get the next image of the batch (a match after all when it is the same image)
+        # ITM: half the pairs get another image of the batch (a match after all only if the batch has one image)
         order = torch.randperm(B, generator=generator)
         negative = torch.zeros(B, dtype=torch.bool)
         negative[order[: B - B // 2]] = True
-        other = torch.roll(torch.arange(B), 1)
-        take = torch.where(negative, other, torch.arange(B))
+        take = torch.where(negative, other_image(image_rows), torch.arange(B))
         itm_labels = (image_rows[take] == image_rows).long()
         out = model(input_ids=ids.to(device), attention_mask=tmask.to(device), pixel_values=pixels[take].to(device),
                     pixel_mask=pmask[take].to(device))
