@@ -51,15 +51,21 @@ def processor_for(model: nn.Module, vocab_file: str | os.PathLike | None = None)
     cut at its `max_text_len`, and the shipped bert-base-uncased vocabulary (or `vocab_file`, e.g. a model
     directory's vocab.txt). Built once per (config, vocabulary) and reused."""
     c = _vilt(model).config
-    config = ViltProcessorConfig(
-        size=c.shorter_edge, max_size=c.longer_edge, size_divisor=c.size_divisor, mean=tuple(c.mean),
-        std=tuple(c.std), resample=c.interpolation, max_length=c.max_text_len,
-    )
-    processor = _cached_processor(config, None if vocab_file is None else str(vocab_file))
+    processor = _cached_processor(processor_config_for(model), None if vocab_file is None else str(vocab_file))
     if processor.tokenizer.vocab_size > c.vocab_size:
         raise VitkitError(f"the tokenizer has {processor.tokenizer.vocab_size} tokens but the model embeds only "
                           f"{c.vocab_size}; pass the vocabulary the model was trained with")
     return processor
+
+
+def processor_config_for(model: nn.Module) -> ViltProcessorConfig:
+    """The image and text settings a ViLT's config implies (shorter / longer edge, divisor, mean, std,
+    interpolation, text length): what training, evaluation and inference all preprocess with."""
+    c = model.config
+    return ViltProcessorConfig(
+        size=c.shorter_edge, max_size=c.longer_edge, size_divisor=c.size_divisor, mean=tuple(c.mean),
+        std=tuple(c.std), resample=c.interpolation, max_length=c.max_text_len,
+    )
 
 
 @functools.lru_cache(maxsize=8)

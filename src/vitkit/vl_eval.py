@@ -16,17 +16,7 @@ from torch import nn
 from torch.utils.data import DataLoader
 
 from .errors import VitkitError
-from .processing import ViltProcessor
-
-
-def _processor(model: nn.Module, source: str | Path | None) -> ViltProcessor:
-    from .text import BertTokenizer
-    from .train.vqa import processor_config_for
-
-    pcfg = processor_config_for(model)
-    vocab = Path(source) / "vocab.txt" if source is not None else None
-    return ViltProcessor(pcfg, BertTokenizer(vocab if vocab is not None and vocab.is_file() else None,
-                                             max_length=pcfg.max_length))
+from .vilt_inference import processor_for
 
 
 def evaluate_vilt(model: nn.Module, data_dir: str | Path, *, batch_size: int = 64, device: str = "auto",
@@ -44,7 +34,8 @@ def evaluate_vilt(model: nn.Module, data_dir: str | Path, *, batch_size: int = 6
         raise VitkitError(f"data directory not found: {data_dir}")
     dev = resolve_device(device)
     model = model.to(dev).eval()
-    processor = _processor(model, source)
+    vocab = Path(source) / "vocab.txt" if source is not None else None  # a trained directory's own vocabulary
+    processor = processor_for(model, vocab if vocab is not None and vocab.is_file() else None)
     ctx = StepContext(device=dev, dist=DistInfo())
     task = model.config.task
     with torch.no_grad():

@@ -136,14 +136,6 @@ class TokenizedTexts:
     def __len__(self) -> int:
         return len(self.lengths)
 
-    def batch(self, rows: torch.Tensor | Sequence[int]) -> tuple[torch.Tensor, torch.Tensor]:
-        """(input_ids, attention_mask) [b, l] cut to the longest of the chosen rows."""
-        rows = torch.as_tensor(rows, dtype=torch.long)
-        lengths = self.lengths[rows]
-        L = int(lengths.max()) if len(rows) else 1
-        ids = self.ids[rows, :L]
-        mask = (torch.arange(L)[None, :] < lengths[:, None]).long()
-        return ids, mask
 
 
 class CaptionPairs(torch.utils.data.Dataset):
@@ -209,10 +201,6 @@ def whole_word_mask(
     return ids, labels
 
 
-def as_generator(seed: int) -> torch.Generator:
-    return torch.Generator().manual_seed(seed)
-
-
 def describe_bad(bad: Sequence[Path], limit: int = 5) -> str:
     shown = ", ".join(str(p) for p in bad[:limit])
     more = f" and {len(bad) - limit} more" if len(bad) > limit else ""
@@ -223,7 +211,6 @@ __all__ = [
     "CaptionPairs",
     "ImageStore",
     "TokenizedTexts",
-    "as_generator",
     "describe_bad",
     "load_caption_pairs",
     "normalize_pad",

@@ -22,6 +22,7 @@ from torch.utils.data import DataLoader, Dataset
 from ..data.randaugment import RandAugment, Rng
 from ..data.vl import ImageStore, TokenizedTexts, normalize_pad, pad_ids
 from ..processing import ViltProcessor, ViltProcessorConfig
+from ..vilt_inference import processor_config_for
 from .engine import StepContext, all_reduce_metrics
 
 log = logging.getLogger("vitkit")
@@ -41,28 +42,22 @@ class VQADataset(Dataset):
 
     def __init__(self, questions: Sequence[Any], store: ImageStore, image_rows: Sequence[int],
                  texts: TokenizedTexts, answers: Sequence[str], *, randaugment: RandAugment | None = None) -> None:
-        from ..data.vqa import answer_score, vqa_accuracy
+        from ..data.vqa import soft_targets, sparse_accuracy_table
 
         index = {a: i for i, a in enumerate(answers)}
         keep = [i for i, r in enumerate(image_rows) if not store.is_bad(r)]
+        kept = [questions[i] for i in keep]
         self.store, self.texts, self.randaugment = store, texts, randaugment
         self.image_rows = [image_rows[i] for i in keep]
         self.text_rows = keep
         self.in_memory = store.in_memory
-        self.targets: list[tuple[torch.Tensor, torch.Tensor]] = []
-        self.accuracy: list[tuple[torch.Tensor, torch.Tensor]] = []
-        self.types = torch.tensor([ANSWER_TYPES.index(questions[i].answer_type)
-                                   if questions[i].answer_type in ANSWER_TYPES else len(ANSWER_TYPES) for i in keep])
-        for i in keep:
-            given = list(questions[i].answers)
-            counts: dict[str, int] = {}
-            for a in given:
-                counts[a] = counts.get(a, 0) + 1
-            known = [a for a in counts if a in index]
-            self.targets.append((torch.tensor([index[a] for a in known], dtype=torch.long),
-                                 torch.tensor([answer_score(counts[a]) for a in known])))
-            self.accuracy.append((torch.tensor([index[a] for a in known], dtype=torch.long),
-                                  torch.tensor([vqa_accuracy(a, given) for a in known], dtype=torch.float64)))
+        self.types = torch.tensor([ANSWER_TYPES.index(q.answer_type) if q.answer_type in ANSWER_TYPES
+                                   else len(ANSWER_TYPES) for q in kept])
+        self.targets = [(torch.tensor(i, dtype=torch.long), torch.tensor(v, dtype=torch.float32))
+                        for i, v in (soft_targets(q.answers, index) for q in kept)]
+        table = sparse_accuracy_table(kept, answers)
+        real = table.indices >= 0
+        self.accuracy = [(table.indices[k][real[k]], table.values[k][real[k]]) for k in range(len(kept))]
 
     def __len__(self) -> int:
         return len(self.image_rows)
@@ -160,13 +155,6 @@ class VQATask:
     def export(self, model: nn.Module, out_dir: Path, metrics: dict[str, Any]) -> None:
         model.save_pretrained(out_dir)
         self.processor.save_pretrained(out_dir)
-
-
-def processor_config_for(model: nn.Module) -> ViltProcessorConfig:
-    c = model.config
-    return ViltProcessorConfig(size=c.shorter_edge, max_size=c.longer_edge, size_divisor=c.size_divisor,
-                               mean=tuple(c.mean), std=tuple(c.std), resample=c.interpolation,
-                               max_length=c.max_text_len)
 
 
 # ---------------------------------------------------------------------------------------------------- set-up
