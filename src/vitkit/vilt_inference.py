@@ -335,27 +335,50 @@ def retrieval_scores(
     device = _device(vilt)
     enc = processor(text=txt)
     lengths = enc["attention_mask"].sum(1)  # [T] on the CPU: batches are cut to their longest text without a sync
-    by_length = lengths.argsort(stable=True)  # pairs go shortest text first: each batch pads the least
     ids, segments, text_masks = (enc[k].to(device) for k in ("input_ids", "token_type_ids", "attention_mask"))
-    T = len(txt)
-    scores = torch.empty(len(ims), T)
+    scores = torch.empty(len(ims), len(txt))
     with _eval(vilt):
-        text_type = vilt.token_type_embeddings.weight[0]  # [D] modality type 0
         for i0 in range(0, len(ims), batch_size):
-            image, image_masks, patch_index = _embed_images(vilt, processor, ims[i0 : i0 + batch_size])  # once each
-            flat = scores[i0 : i0 + image.shape[0]].view(-1)  # these images' rows, pairs image-major: image * T + text
-            for p0 in range(0, flat.numel(), batch_size):
-                pairs = torch.arange(p0, min(p0 + batch_size, flat.numel()))
-                im, tx = pairs // T, by_length[pairs % T]
-                L = int(lengths[tx].max())
-                where = im * T + tx  # [b] these pairs' places in `flat`
-                im, tx = im.to(device), tx.to(device)
-                # Text embeddings are a table look-up + LayerNorm: recomputed per batch rather than held for all texts.
-                text = vilt.text_embeddings(ids[tx, :L], segments[tx, :L]) + text_type  # [b, L, D]
-                out = vilt.forward_joint(text, text_masks[tx, :L].bool(), image[im], image_masks[im], patch_index[im])
-                logits = getattr(vilt, "rank_output" if head == "retrieval" else "itm_score")(out.pooled).float()
-                flat[where] = (logits[:, 0] if head == "retrieval" else logits.softmax(-1)[:, 1]).cpu()
+            embedded = _embed_images(vilt, processor, ims[i0 : i0 + batch_size])  # each image once
+            scores[i0 : i0 + embedded[0].shape[0]] = score_embedded_pairs(
+                vilt, embedded, ids, text_masks, lengths, head=head, batch_size=batch_size, segments=segments)
     return scores
+
+
+def score_embedded_pairs(
+    model: ViLT,
+    embedded: tuple[torch.Tensor, torch.Tensor, torch.Tensor],
+    ids: torch.Tensor,
+    text_masks: torch.Tensor,
+    lengths: torch.Tensor,
+    *,
+    head: str,
+    batch_size: int = 64,
+    segments: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """Every embedded image against every text: [I, T] scores on the CPU (the rank logit for head "retrieval",
+    the ITM match probability for "itm"). `embedded`: `_embed_images`' (tokens with modality type, masks,
+    patch_index); `ids` / `text_masks` / `segments` [T, L] on the model's device, `lengths` [T] on the CPU. Per
+    pair only the text look-up and the joint encoder run, `batch_size` pairs at a time, shortest texts first so
+    each batch is cut to the least padding."""
+    image, image_masks, patch_index = embedded
+    I, T = image.shape[0], ids.shape[0]
+    by_length = lengths.argsort(stable=True)
+    flat = torch.empty(I * T)  # pairs image-major: image * T + text
+    text_type = model.token_type_embeddings.weight[0]  # [D] modality type 0
+    score_head = model.rank_output if head == "retrieval" else model.itm_score
+    for p0 in range(0, I * T, batch_size):
+        pairs = torch.arange(p0, min(p0 + batch_size, I * T))
+        im, tx = pairs // T, by_length[pairs % T]
+        L = int(lengths[tx].max())
+        where = im * T + tx  # [b] these pairs' places in `flat`
+        im, tx = im.to(image.device), tx.to(image.device)
+        # Text embeddings are a table look-up + LayerNorm: recomputed per batch rather than held for all texts.
+        text = model.text_embeddings(ids[tx, :L], None if segments is None else segments[tx, :L]) + text_type
+        out = model.forward_joint(text, text_masks[tx, :L].bool(), image[im], image_masks[im], patch_index[im])
+        logits = score_head(out.pooled).float()
+        flat[where] = (logits[:, 0] if head == "retrieval" else logits.softmax(-1)[:, 1]).cpu()
+    return flat.view(I, T)
 
 
 def _embed_images(

@@ -30,6 +30,7 @@ from ..data.vl import CaptionPairs, normalize_pad, pad_ids, whole_word_mask
 from ..models.vilt import ViLT
 from ..ot import word_patch_alignment
 from ..processing import ViltProcessor
+from ..vilt_inference import score_embedded_pairs
 from .distributed import all_reduce_sum
 from .engine import StepContext, all_reduce_metrics
 
@@ -73,36 +74,6 @@ def collate_pairs(items: list[dict[str, Any]], processor: ViltProcessor) -> dict
             "text_rows": torch.tensor([it["text_row"] for it in items])}
 
 
-@torch.no_grad()
-def pair_scores(model: ViLT, pixel_values: torch.Tensor, pixel_mask: torch.Tensor, ids: torch.Tensor,
-                text_mask: torch.Tensor, *, head: str, batch_size: int = 256,
-                autocast: Any = None) -> torch.Tensor:
-    """Every image against every text: [num_images, num_texts] scores, each image embedded once (its patches,
-    position grid and modality type), then only the text look-up and the joint encoder per pair. `head`:
-    "itm" (match probability) or "retrieval" (the rank logit)."""
-    device = pixel_values.device
-    image, image_masks, patch_index = model.embed_image(pixel_values, pixel_mask)
-    image = image + model.token_type_embeddings.weight[1]
-    lengths = text_mask.sum(1).cpu()
-    I, T = image.shape[0], ids.shape[0]
-    scores = torch.empty(I * T)
-    text_type = model.token_type_embeddings.weight[0]
-    for p0 in range(0, I * T, batch_size):
-        pairs = torch.arange(p0, min(p0 + batch_size, I * T))
-        im, tx = pairs // T, pairs % T
-        L = int(lengths[tx].max())
-        im, tx = im.to(device), tx.to(device)
-        with autocast() if autocast is not None else torch.autocast(device.type, enabled=False):
-            text = model.text_embeddings(ids[tx, :L]) + text_type
-            out = model.forward_joint(text, text_mask[tx, :L].bool(), image[im], image_masks[im], patch_index[im])
-            if head == "retrieval":
-                s = model.rank_output(out.pooled).float()[:, 0]
-            else:
-                s = model.itm_score(out.pooled).float().softmax(-1)[:, 1]
-        scores[p0 : p0 + len(pairs)] = s.cpu()
-    return scores.view(I, T)
-
-
 def recall_at(scores: torch.Tensor, text_image: torch.Tensor, ks: Sequence[int] = (1, 5, 10)) -> dict[str, float]:
     """scores [I, T] (image i vs text t), text_image [T] the image index of each text -> text retrieval
     (`tr_r{k}`: an image's best-ranked texts include one of its own) and image retrieval (`ir_r{k}`: a text's
@@ -139,8 +110,11 @@ def retrieval_metrics(model: ViLT, dataset: CaptionPairs, processor: ViltProcess
     image_rows, text_rows, owner = _eval_subset(dataset, max_images)
     pixels, pmask = normalize_pad([dataset.store[i] for i in image_rows], processor.config)
     ids, tmask = pad_ids([dataset.texts.ids[t, : int(dataset.texts.lengths[t])] for t in text_rows])
-    scores = pair_scores(model, pixels.to(ctx.device), pmask.to(ctx.device), ids.to(ctx.device),
-                         tmask.to(ctx.device), head=head, autocast=ctx.autocast)
+    with torch.no_grad(), ctx.autocast():
+        image, image_masks, patch_index = model.embed_image(pixels.to(ctx.device), pmask.to(ctx.device))
+        embedded = (image + model.token_type_embeddings.weight[1], image_masks, patch_index)
+        scores = score_embedded_pairs(model, embedded, ids.to(ctx.device), tmask.to(ctx.device), tmask.sum(1),
+                                      head=head, batch_size=256)
     out = recall_at(scores, owner)
     out["r_mean"] = sum(out.values()) / len(out)
     return {prefix + k: v for k, v in out.items()}
