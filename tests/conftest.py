@@ -8,7 +8,10 @@ import pytest
 import torch
 
 # Two CI cores: more intra-op threads than cores only adds contention; interop threads are never useful here.
-torch.set_num_threads(max(1, min(4, os.cpu_count() or 1)))
+# OMP_NUM_THREADS, when set, wins (e.g. 1 on a machine shared with other jobs, where 2 threads thrash).
+_threads = os.environ.get("OMP_NUM_THREADS", "")
+_default = max(1, min(4, os.cpu_count() or 1))
+torch.set_num_threads(int(_threads) if _threads.isdigit() and int(_threads) > 0 else _default)
 
 
 @pytest.fixture(autouse=True)

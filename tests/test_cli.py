@@ -81,7 +81,7 @@ def test_convert_timm_file_to_vitkit_format(tmp_path, capsys):
 def test_demo_short_run_writes_model_pictures_and_summary(tmp_path):
     from vitkit.demo import run_demo
 
-    result = run_demo(out_dir=tmp_path / "demo", epochs=1, vilt_epochs=1, scenes=(40, 12, 3))
+    result = run_demo(out_dir=tmp_path / "demo", epochs=1, vilt_epochs=1, scenes=(40, 12, 3), dit_epochs=1)
     assert 0.0 <= result["val_top1"] <= 1.0
     run = tmp_path / "demo" / "run"
     for name in ("training_curves.png", "confusion_matrix.png", "attention.png", "metrics.json"):
@@ -93,10 +93,15 @@ def test_demo_short_run_writes_model_pictures_and_summary(tmp_path):
     vqa_run = tmp_path / "demo" / "vqa-run"
     assert (vqa_run / "align.png").is_file() and (vqa_run / "training_curves.png").is_file()
     assert vitkit.from_pretrained(vqa_run / "model").config.task == "vqa"
+    # part 3: a DiT trained on the digits, its samples judged by the part-1 ViT, a grid of them
+    assert 0.0 <= result["dit"]["sample_accuracy"] <= 1.0
+    dit_run = tmp_path / "demo" / "dit-run"
+    assert (dit_run / "digits_grid.png").is_file() and (dit_run / "samples.png").is_file()
+    assert type(vitkit.from_pretrained(dit_run / "model")).__name__ == "DiT"
 
 
 @pytest.mark.slow
 def test_demo_learns_digits(tmp_path):
     from vitkit.demo import run_demo
 
-    assert run_demo(out_dir=tmp_path / "demo", vilt_epochs=0)["val_top1"] >= 0.98
+    assert run_demo(out_dir=tmp_path / "demo", vilt_epochs=0, dit_epochs=0)["val_top1"] >= 0.98

@@ -76,7 +76,8 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     from .demo import run_demo
 
     _log_to_stderr()
-    run_demo(out_dir=args.out, epochs=args.epochs, seed=args.seed, vilt_epochs=args.vilt_epochs)
+    run_demo(out_dir=args.out, epochs=args.epochs, seed=args.seed, vilt_epochs=args.vilt_epochs,
+             dit_epochs=args.dit_epochs)
     return 0
 
 
@@ -102,10 +103,16 @@ def _cmd_eval(args: argparse.Namespace) -> int:
 
     from .checkpoint.load import from_pretrained
     from .classify import evaluate
+    from .models.dit import DiT
     from .models.vilt import ViLT
     from .vl_eval import evaluate_vilt
 
     model = from_pretrained(args.model)
+    if isinstance(model, DiT):
+        return _eval_dit(model, args)
+    if args.classifier:
+        raise VitkitError("--classifier judges a diffusion model's samples; this model is a "
+                          f"{type(model).__name__}")
     if isinstance(model, ViLT):
         metrics = evaluate_vilt(model, args.data, batch_size=args.batch_size, device=args.device,
                                 skip_bad_images=args.skip_bad_images, source=args.model)
@@ -126,6 +133,78 @@ def _cmd_eval(args: argparse.Namespace) -> int:
     return 0
 
 
+def _eval_dit(model: object, args: argparse.Namespace) -> int:
+    import json
+
+    from .checkpoint.load import from_pretrained
+    from .dit_eval import evaluate_dit, judge_samples
+
+    metrics = evaluate_dit(model, args.data, batch_size=args.batch_size, device=args.device,
+                           skip_bad_images=args.skip_bad_images)
+    if args.classifier:
+        judged = judge_samples(model, from_pretrained(args.classifier), per_class=args.per_class,
+                               cfg_scale=args.cfg_scale, steps=args.steps, method=args.method, seed=args.seed,
+                               data_dir=args.data, device=args.device)
+        metrics.update({k: v for k, v in judged.items() if k not in ("samples", "sample_labels")})
+    if args.json:
+        print(json.dumps(metrics))
+        return 0
+    print("  ".join(f"{k} {v:.4f}" if isinstance(v, float) else f"{k} {v}" for k, v in metrics.items()
+                    if not isinstance(v, dict)))
+    for name, acc in metrics.get("sample_accuracy_per_class", {}).items():
+        print(f"  {name:<24} {acc:.4f}")
+    return 0
+
+
+def _cmd_sample(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    import numpy as np
+    from PIL import Image
+
+    from .checkpoint.load import from_pretrained
+    from .diffusion import sample, to_pixels
+    from .models.dit import DiT
+    from .train.engine import resolve_device
+    from .viz import save_sample_grid
+
+    if (args.out is None) == (args.out_dir is None):
+        raise VitkitError("give exactly one of --out GRID.png or --out-dir DIR")
+    model = from_pretrained(args.model)
+    if not isinstance(model, DiT):
+        raise VitkitError(f"{args.model} is a {type(model).__name__}, not a diffusion model (DiT)")
+    names = list(model.config.labels or [str(i) for i in range(model.config.num_classes)])
+    wanted = []
+    for label in args.class_label:
+        if label in names:
+            wanted.append(names.index(label))
+        elif label.lstrip("-").isdigit() and 0 <= int(label) < model.config.num_classes:
+            wanted.append(int(label))
+        else:
+            raise VitkitError(f"--class-label {label!r} is not one of the model's classes ({', '.join(names[:20])}"
+                              f"{', ...' if len(names) > 20 else ''}) or an index below {model.config.num_classes}")
+    labels = [c for c in wanted for _ in range(args.num)]
+    dev = resolve_device(args.device)
+    model = model.to(dev)
+    images = []
+    for i in range(0, len(labels), args.batch_size):
+        x = sample(model, labels[i:i + args.batch_size], cfg_scale=args.cfg_scale, steps=args.steps,
+                   method=args.method, seed=args.seed + i, device=dev, guidance_channels=args.guidance_channels)
+        images.extend(to_pixels(model, x).cpu().numpy())
+    if args.out is not None:
+        several = len(wanted) > 1
+        save_sample_grid(np.stack(images), Path(args.out), ncol=args.num if several else min(args.num, 10),
+                         row_labels=[names[c] for c in wanted] if several else None)
+        print(f"wrote {len(images)} samples to {args.out}")
+        return 0
+    out_dir = Path(args.out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    for i, (c, im) in enumerate(zip(labels, images)):
+        Image.fromarray(im[..., 0] if im.shape[-1] == 1 else im).save(out_dir / f"{names[c]}_{i:05d}.png")
+    print(f"wrote {len(images)} samples to {out_dir}/")
+    return 0
+
+
 def _cmd_predict(args: argparse.Namespace) -> int:
     import json
     from pathlib import Path
@@ -136,6 +215,8 @@ def _cmd_predict(args: argparse.Namespace) -> int:
     from .vilt_inference import processor_for, vqa
 
     model = from_pretrained(args.model)
+    if type(model).__name__ == "DiT":
+        raise VitkitError(f"{args.model} is a diffusion model: draw images with `vitkit sample`")
     if isinstance(model, ViLT):
         if model.config.task != "vqa":
             raise VitkitError(f"{args.model} is a ViLT with task {model.config.task!r}; predict needs a VQA model")
@@ -237,7 +318,7 @@ def _add_train_config_options(p: argparse.ArgumentParser) -> None:
 def build_parser() -> argparse.ArgumentParser:
     from .train.config import TASKS
 
-    parser = _Parser(prog="vitkit", description="Vision transformers (ViT, hybrid ViT, ViLT) in PyTorch.")
+    parser = _Parser(prog="vitkit", description="Vision transformers (ViT, hybrid ViT, ViLT, DiT) in PyTorch.")
     parser.add_argument("--version", action="version", version=f"vitkit {_version()}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     sub.required = True
@@ -250,11 +331,14 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = add("demo", _cmd_demo, "Train the default ViT preset on the built-in handwritten digits (a few minutes "
             "on a 2-core CPU, no downloads), then draw its attention and classify digits it has not seen; then "
-            "train a small ViLT on generated scenes and answer questions about scenes it has not seen.")
+            "train a small ViLT on generated scenes and answer questions about scenes it has not seen; then a small "
+            "DiT that draws digits, judged by the first model.")
     p.add_argument("--out", default="vitkit-demo", help="directory for the trained model (default: %(default)s)")
     p.add_argument("--epochs", type=_positive_int, default=30, help="training epochs (default: %(default)s)")
     p.add_argument("--vilt-epochs", type=int, default=6, help="epochs of the ViLT part on generated scenes; 0 skips "
                    "it (default: %(default)s)")
+    p.add_argument("--dit-epochs", type=int, default=20, help="epochs of the DiT part on the digits; 0 skips it "
+                   "(default: %(default)s)")
     p.add_argument("--seed", type=int, default=0, help="random seed (default: %(default)s)")
 
     p = add("train", _cmd_train, "Train or fine-tune a model. Without --model, a small CPU preset suited to the "
@@ -290,6 +374,37 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch-size", type=_positive_int, default=128, help="(default: %(default)s)")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda (default: %(default)s)")
     p.add_argument("--skip-bad-images", action="store_true", help="skip unreadable images")
+    g = p.add_argument_group("diffusion models (DiT)", "with --classifier, also draw --per-class guided samples "
+                             "of every class and report how often the classifier recognises the requested class "
+                             "and the Frechet distance to the real val images in its feature space")
+    g.add_argument("--classifier", help="a classifier trained on the same classes (e.g. a vitkit train "
+                   "--task classification run's model/)")
+    g.add_argument("--per-class", type=_positive_int, default=100, help="samples per class (default: %(default)s)")
+    g.add_argument("--cfg-scale", type=float, default=4.0, help="classifier-free guidance scale "
+                   "(default: %(default)s)")
+    g.add_argument("--steps", type=_positive_int, default=50, help="sampling steps (default: %(default)s)")
+    g.add_argument("--method", choices=("ddim", "ddpm"), default="ddim", help="sampler (default: %(default)s)")
+    g.add_argument("--seed", type=int, default=0, help="(default: %(default)s)")
+
+    p = add("sample", _cmd_sample, "Draw images from a class-conditional diffusion model (DiT) with "
+            "classifier-free guidance: one grid PNG (--out) or one PNG per sample (--out-dir).")
+    p.add_argument("--model", required=True, help="DiT model directory (e.g. RUN_DIR/model) or checkpoint source")
+    p.add_argument("--class-label", required=True, nargs="+", metavar="L", help="class name(s) or index(es); "
+                   "--num samples of each (a grid gets one row per class)")
+    p.add_argument("--num", type=_positive_int, default=8, help="samples per class (default: %(default)s)")
+    p.add_argument("--cfg-scale", type=float, default=4.0, help="classifier-free guidance scale; 1 is the "
+                   "conditional model alone (default: %(default)s, as DiT's sample.py)")
+    p.add_argument("--steps", type=_positive_int, default=250, help="sampling steps, respaced from the 1,000 "
+                   "training steps (default: %(default)s)")
+    p.add_argument("--method", choices=("ddpm", "ddim"), default="ddpm", help="sampler (default: %(default)s)")
+    p.add_argument("--guidance-channels", type=_positive_int, help="guide only the first N output channels (the "
+                   "original DiT guides 3 of its 4 latent channels: pass 3 to reproduce it exactly; default: all)")
+    p.add_argument("--seed", type=int, default=0, help="(default: %(default)s)")
+    p.add_argument("--batch-size", type=_positive_int, default=64, help="(default: %(default)s)")
+    p.add_argument("--device", default="auto", help="auto, cpu, cuda (default: %(default)s)")
+    out = p.add_mutually_exclusive_group()
+    out.add_argument("--out", help="one grid PNG")
+    out.add_argument("--out-dir", help="a directory for one PNG per sample")
 
     p = add("predict", _cmd_predict, "Top-k labels with probabilities for one image, several, or a folder.")
     p.add_argument("--model", required=True, help="model directory (e.g. RUN_DIR/model) or any checkpoint source")
@@ -358,7 +473,8 @@ def _version() -> str:
     return __version__
 
 
-PATH_OPTIONS = ("data", "out", "model", "image", "resume", "pretrained", "init_from", "src", "dest", "blank_from")
+PATH_OPTIONS = ("data", "out", "model", "image", "resume", "pretrained", "init_from", "src", "dest", "blank_from",
+                "out_dir", "classifier")
 
 
 def _refuse_empty_paths(args: argparse.Namespace) -> None:

@@ -12,11 +12,13 @@ from typing import Any
 
 from .config import replace_config
 from .errors import ConfigError, did_you_mean
-from .models import ViLT, ViLTConfig, VisionTransformer, ViTConfig
+from .models import DiT, DiTConfig, ViLT, ViLTConfig, VisionTransformer, ViTConfig
 from .models._base import PretrainedModel
 
 # model_type (as written in config.json) -> model class
-MODEL_TYPES: dict[str, type[PretrainedModel]] = {VisionTransformer.model_type: VisionTransformer, ViLT.model_type: ViLT}
+MODEL_TYPES: dict[str, type[PretrainedModel]] = {
+    VisionTransformer.model_type: VisionTransformer, ViLT.model_type: ViLT, DiT.model_type: DiT,
+}
 
 
 @dataclass(frozen=True)
@@ -176,4 +178,26 @@ register(
     ViLTConfig(task="vqa", img_size=64, patch_size=8, embed_dim=128, depth=4, num_heads=4, mlp_ratio=4.0,
                shorter_edge=64, longer_edge=106, size_divisor=8, mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5)),
     "CPU preset: ViLT for 64x64 scenes, 8x8 patches, width 128, 4 layers (the vqa task's default)",
+)
+
+# DiT (Peebles & Xie 2022), under the official names: class-conditional latent diffusion on 32x32x4 Stable
+# Diffusion VAE latents of 256px ImageNet (input_size=64 for 512px). (hidden_size, depth, num_heads); mlp_ratio 4.
+DIT_SIZES = {"XL": (1152, 28, 16), "L": (1024, 24, 16), "B": (768, 12, 12), "S": (384, 12, 6)}
+for _letter, (_dim, _depth, _heads) in DIT_SIZES.items():
+    for _patch in (2, 4, 8):
+        register(
+            f"DiT-{_letter}/{_patch}",
+            DiTConfig(patch_size=_patch, hidden_size=_dim, depth=_depth, num_heads=_heads,
+                      latent_scale=0.18215, vae="stabilityai/sd-vae-ft-mse"),
+            f"DiT-{_letter}/{_patch}: ImageNet-1k class-conditional diffusion on SD-VAE latents (256px -> 32x32x4)",
+        )
+register(
+    "dit_nano_patch4_32",
+    DiTConfig(input_size=32, patch_size=4, in_channels=1, hidden_size=128, depth=6, num_heads=4, num_classes=10),
+    "CPU preset: pixel-space DiT for 32x32 grey images (MNIST padded), 10 classes, 64 tokens, 1.9M parameters",
+)
+register(
+    "dit_micro_patch4_32",
+    DiTConfig(input_size=32, patch_size=4, in_channels=1, hidden_size=192, depth=8, num_heads=6, num_classes=10),
+    "CPU preset: pixel-space DiT for 32x32 grey images, 10 classes, width 192, depth 8, 5.5M parameters",
 )

@@ -136,3 +136,35 @@ def plot_attention_overlay(image, maps: dict[str, np.ndarray], out_png: Path, *,
     fig.savefig(out_png, dpi=110)
     plt.close(fig)
     return Path(out_png)
+
+
+def save_sample_grid(images: np.ndarray, out_png: Path, *, ncol: int, row_labels: Sequence[str] | None = None,
+                     scale: int | None = None, pad: int = 2) -> Path:
+    """Images `[N, H, W, C]` uint8 (C = 1 or 3) as one PNG grid of `ncol` columns, rows in order, optionally
+    with a label left of each row. Small images are enlarged by an integer `scale` (nearest neighbour; default:
+    up to about 64 px) so that a grid of 32x32 samples is readable."""
+    from PIL import Image, ImageDraw
+
+    images = np.asarray(images)
+    if images.ndim != 4 or images.shape[-1] not in (1, 3) or images.dtype != np.uint8:
+        raise ValueError(f"expected uint8 images [N, H, W, 1 or 3], got {images.dtype} {images.shape}")
+    n, h, w, c = images.shape
+    if n == 0 or ncol < 1:
+        raise ValueError("no images to draw")
+    scale = scale or max(1, 64 // max(h, w))
+    h, w = h * scale, w * scale
+    nrow = -(-n // ncol)
+    label_w = 0
+    if row_labels:
+        label_w = 8 + 6 * max(len(str(s)) for s in row_labels[:nrow])
+    grid = Image.new("RGB", (label_w + ncol * (w + pad) + pad, nrow * (h + pad) + pad), (255, 255, 255))
+    draw = ImageDraw.Draw(grid)
+    for i in range(n):
+        r, col = divmod(i, ncol)
+        tile = images[i] if c == 3 else np.repeat(images[i], 3, axis=-1)
+        tile_im = Image.fromarray(tile).resize((w, h), Image.Resampling.NEAREST)
+        grid.paste(tile_im, (label_w + pad + col * (w + pad), pad + r * (h + pad)))
+    for r, text in enumerate((row_labels or [])[:nrow]):
+        draw.text((4, pad + r * (h + pad) + h // 2 - 5), str(text), fill=(0, 0, 0))
+    grid.save(out_png)
+    return Path(out_png)

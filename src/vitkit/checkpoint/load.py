@@ -1,10 +1,10 @@
 """`from_pretrained`: one entry point for every checkpoint source.
 
 Sources: vitkit directories, Hugging Face transformers directories, timm files and timm hub directories,
-Google JAX .npz files and `hf-hub:<org>/<name>`. Each foreign format goes through a pure
-state_dict -> state_dict converter, then a strict load. Two adaptations are made on purpose and logged: a
-learned position grid of another size is resampled (bicubic, as timm), and a classifier head is dropped
-(left freshly initialised) when `num_classes` is overridden.
+Google JAX .npz files, original ViLT .ckpt and DiT .pt files, and `hf-hub:<org>/<name>`. Each foreign format
+goes through a pure state_dict -> state_dict converter, then a strict load. Two adaptations are made on
+purpose and logged: a learned position grid of another size is resampled (bicubic, as timm), and a classifier
+head is dropped (left freshly initialised) when `num_classes` is overridden.
 """
 
 from __future__ import annotations
@@ -34,8 +34,9 @@ def from_pretrained(source: str | Path, model: str | None = None, **overrides: A
 
     Args:
         source: a vitkit or Hugging Face directory, a timm weight file (.safetensors/.pth/.bin), a JAX .npz,
-            or `hf-hub:<org>/<name>` (downloaded with huggingface_hub).
-        model: the registered architecture name, needed for bare weight files (timm, JAX).
+            an official DiT .pt, or `hf-hub:<org>/<name>` (downloaded with huggingface_hub).
+        model: the registered architecture name, needed for bare weight files (timm, JAX); optional for DiT
+            (sizes are read from the weights; the name supplies the number of heads).
         overrides: config fields to change, e.g. `num_classes=10` (drops the head) or `img_size=384`
             (resamples the position embeddings).
     """
@@ -197,6 +198,12 @@ def _read_file(path: Path, model: str | None) -> tuple[Any, dict[str, torch.Tens
         from .vilt_original import read_vilt_checkpoint
 
         return read_vilt_checkpoint(path, model)
+    if path.suffix != ".npz":  # an official DiT .pt (recognised by its keys, or named by model=)
+        from .dit import read_dit_file
+
+        found = read_dit_file(path, model)
+        if found is not None:
+            return found
     if model is None:
         kind = "a JAX .npz" if path.suffix == ".npz" else "a bare weight file"
         raise CheckpointError(f"{path} is {kind}; pass model=<architecture name>, e.g. model='vit_base_patch16_224'")

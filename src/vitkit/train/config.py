@@ -7,7 +7,7 @@ from dataclasses import dataclass, field, fields
 from typing import Any
 
 # What `vitkit train --task` accepts (here, not in launch.py, so the CLI parser needs no torch import).
-TASKS = ("classification", "vqa", "pretrain", "retrieval", "nlvr2")
+TASKS = ("classification", "vqa", "pretrain", "retrieval", "nlvr2", "diffusion")
 
 
 def knob(default: Any, help: str, **meta: Any) -> Any:
@@ -17,22 +17,24 @@ def knob(default: Any, help: str, **meta: Any) -> Any:
 @dataclass
 class TrainConfig:
     epochs: int | None = knob(None, "training epochs (default: classification 60, vqa 10 from a pretrained ViLT, "
-                              "else 30)")
+                              "else 30; diffusion: about 100k images seen, at least 20 epochs)")
     batch_size: int | None = knob(None, "global batch size, split over processes and accumulation steps "
                                   "(default: 128 for >= 10k training images, else 64)")
-    lr: float | None = knob(None, "peak learning rate, AdamW (default: 1e-3 for >= 10k training images, else 2e-3)")
+    lr: float | None = knob(None, "peak learning rate, AdamW (default: 1e-3 for >= 10k training images, else 2e-3; "
+                            "diffusion 1e-3)")
     min_lr: float = knob(1e-5, "learning rate at the end of the cosine schedule")
     warmup_epochs: float | None = knob(None, "linear warmup length in epochs, fractions allowed (default: 5 for "
                                        "classification; 10%% of the epochs for vision-language tasks)")
-    weight_decay: float = knob(0.05, "AdamW weight decay (never applied to norms, biases, tokens, position embeddings)")
+    weight_decay: float | None = knob(None, "AdamW weight decay, never applied to norms, biases, tokens, position "
+                                      "embeddings (default: 0.05; diffusion 0, as DiT)")
     head_lr_mult: float | None = knob(None, "learning-rate multiplier for the task head (default: 10 when "
                                       "fine-tuning a pretrained ViLT, as the paper; else 1)")
     label_smoothing: float = knob(0.1, "label smoothing (also applied to mixup targets)")
     randaugment: str = knob("auto", "RandAugment policy in timm notation (e.g. rand-m9-mstd0.5-inc1), 'none', or "
                             "auto: m9 for >= 10k training images; below, m5 for images over 64 px, else none")
     crop: str = knob("auto", "train-time geometry: rrc (RandomResizedCrop), shift (whole image, translated by up to "
-                     "1/8 of its size), auto: shift for < 10k images of <= 64 px, else rrc",
-                     choices=("auto", "rrc", "shift"))
+                     "1/8 of its size), none (whole image, resized), auto: shift for < 10k images of <= 64 px, "
+                     "else rrc (diffusion: none)", choices=("auto", "rrc", "shift", "none"))
     mixup: float | None = knob(None, "mixup alpha, 0 disables (default: 0.8 for >= 10k training images, else 0)")
     cutmix: float | None = knob(None, "cutmix alpha, 0 disables (default: 1.0 for >= 10k training images, else 0)")
     mixup_prob: float = knob(1.0, "probability of applying mixup/cutmix to a batch")
@@ -89,6 +91,7 @@ def resolve_recipe(cfg: TrainConfig, *, num_train: int, in_chans: int, img_size:
         epochs=60 if cfg.epochs is None else cfg.epochs,
         warmup_epochs=5.0 if cfg.warmup_epochs is None else cfg.warmup_epochs,
         head_lr_mult=1.0 if cfg.head_lr_mult is None else cfg.head_lr_mult,
+        weight_decay=0.05 if cfg.weight_decay is None else cfg.weight_decay,
         batch_size=(128 if large else 64) if cfg.batch_size is None else cfg.batch_size,
         lr=(1e-3 if large else 2e-3) if cfg.lr is None else cfg.lr,
         randaugment=randaugment,
@@ -118,6 +121,7 @@ def resolve_vl_recipe(cfg: TrainConfig, *, task: str, pretrained: bool, img_size
         epochs=epochs,
         warmup_epochs=0.1 * epochs if cfg.warmup_epochs is None else cfg.warmup_epochs,
         head_lr_mult=(10.0 if pretrained else 1.0) if cfg.head_lr_mult is None else cfg.head_lr_mult,
+        weight_decay=0.05 if cfg.weight_decay is None else cfg.weight_decay,
         batch_size=(32 if task == "retrieval" else 64) if cfg.batch_size is None else cfg.batch_size,
         lr=(1e-4 if pretrained else 1e-3) if cfg.lr is None else cfg.lr,
         randaugment=randaugment,
@@ -137,4 +141,35 @@ def fill_task_neutral_defaults(cfg: TrainConfig) -> TrainConfig:
         epochs=60 if cfg.epochs is None else cfg.epochs,
         warmup_epochs=5.0 if cfg.warmup_epochs is None else cfg.warmup_epochs,
         head_lr_mult=1.0 if cfg.head_lr_mult is None else cfg.head_lr_mult,
+        weight_decay=0.05 if cfg.weight_decay is None else cfg.weight_decay,
+    )
+
+
+DIFFUSION_IMAGES_SEEN = 100_000  # the default training length of a diffusion run from scratch, in images
+
+
+def resolve_diffusion_recipe(cfg: TrainConfig, *, num_train: int, in_chans: int, pretrained: bool) -> TrainConfig:
+    """Defaults for `--task diffusion` (DiT, Peebles & Xie 2022): AdamW without weight decay, horizontal flips
+    for colour data only, no label smoothing, RandAugment, mixup or erasing (they would change the distribution
+    the model learns to draw), no stochastic depth. The paper trains at a constant 1e-4 for 400k+ steps of 256;
+    a small model from scratch on a CPU gets 1e-3 with a short warmup and cosine decay, and about 100k images
+    seen (20 epochs at least) — a fine-tuned DiT 1e-4 and 10 epochs."""
+    from dataclasses import replace
+
+    epochs = cfg.epochs if cfg.epochs is not None else (
+        10 if pretrained else max(20, -(-DIFFUSION_IMAGES_SEEN // max(num_train, 1))))
+    return replace(
+        cfg,
+        epochs=epochs,
+        warmup_epochs=max(1.0, 0.05 * epochs) if cfg.warmup_epochs is None else cfg.warmup_epochs,
+        head_lr_mult=1.0 if cfg.head_lr_mult is None else cfg.head_lr_mult,
+        weight_decay=0.0 if cfg.weight_decay is None else cfg.weight_decay,
+        batch_size=64 if cfg.batch_size is None else cfg.batch_size,
+        lr=(1e-4 if pretrained else 1e-3) if cfg.lr is None else cfg.lr,
+        randaugment="none" if cfg.randaugment == "auto" else cfg.randaugment,
+        crop="none" if cfg.crop == "auto" else cfg.crop,
+        random_erasing=0.0 if cfg.random_erasing is None else cfg.random_erasing,
+        mixup=0.0 if cfg.mixup is None else cfg.mixup,
+        cutmix=0.0 if cfg.cutmix is None else cfg.cutmix,
+        hflip=(0.5 if in_chans == 3 else 0.0) if cfg.hflip is None else cfg.hflip,
     )

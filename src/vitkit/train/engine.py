@@ -48,8 +48,10 @@ class StepContext:
 
 class Task(Protocol):
     name: str
-    primary_metric: str  # higher is better; selects the exported weights
+    primary_metric: str  # selects the exported weights: higher is better unless the task sets lower_is_better
     head_prefixes: tuple[str, ...]
+    # Optional: `lower_is_better = True` (losses); `finish(run_dir)`, called once on the main process after the
+    # last epoch (e.g. a sample grid drawn from the exported model).
 
     def collate(self, items: list[Any]) -> Any: ...
     def train_step(
@@ -257,6 +259,8 @@ class Trainer:
                     self._end_epoch()
             if self.dist.is_main:
                 self._plots()
+                if hasattr(self.task, "finish"):
+                    self.task.finish(self.run_dir)
             return st.best
         finally:
             if self._tb is not None:
@@ -369,7 +373,8 @@ class Trainer:
                 results[name] = self.task.evaluate(m, self._loader(self.val_set, self.val_sampler, self.micro_batch),
                                                    ctx)
         key = self.task.primary_metric
-        pick = max(results, key=lambda n: results[n][key])
+        sign = -1.0 if getattr(self.task, "lower_is_better", False) else 1.0
+        pick = max(results, key=lambda n: sign * results[n][key])
         record = {"epoch": st.epoch + 1, "step": st.global_step, **_public(results["model"])}
         if "ema" in results:
             record.update({f"ema_{k}": v for k, v in _public(results["ema"]).items()})
@@ -380,7 +385,7 @@ class Trainer:
             if "ema" in results:
                 summary += f"  (EMA {key} {results['ema'][key]:.4f})"
             log.info("epoch %d/%d  %s", st.epoch + 1, self.cfg.epochs, summary)
-        if not st.best or results[pick][key] > st.best.get(key, -math.inf):
+        if not st.best or sign * results[pick][key] > sign * st.best.get(key, -sign * math.inf):
             st.best = {**_public(results[pick]), "epoch": st.epoch + 1, "weights": pick}
             if self.dist.is_main:
                 self.task.export(candidates[pick], self.run_dir / "model", results[pick])

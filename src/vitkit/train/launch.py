@@ -22,8 +22,10 @@ from .state import STATE_FILE, load_state
 log = logging.getLogger("vitkit")
 
 DEFAULT_MODELS = {"classification": "vit_nano_patch4_32", "vqa": "vilt_nano_patch8_64",
-                  "pretrain": "vilt_nano_patch8_64", "retrieval": "vilt_nano_patch8_64", "nlvr2": "vilt_nano_patch8_64"}
-RUN_FILES = (STATE_FILE, "metrics.json", "metrics.jsonl", "training_curves.png", "confusion_matrix.png")
+                  "pretrain": "vilt_nano_patch8_64", "retrieval": "vilt_nano_patch8_64", "nlvr2": "vilt_nano_patch8_64",
+                  "diffusion": "dit_nano_patch4_32"}
+RUN_FILES = (STATE_FILE, "metrics.json", "metrics.jsonl", "training_curves.png", "confusion_matrix.png",
+             "samples.png")
 
 
 def prepare_run_dir(out: Path, *, resume: bool, overwrite: bool) -> None:
@@ -110,7 +112,7 @@ def run_train(
     if not data.exists():
         raise VitkitError(f"data directory not found: {data}")
     torch.manual_seed(cfg.seed)  # the initial weights are part of the run's seed
-    setup = _setup_classification if task == "classification" else _setup_vl
+    setup = _setup_classification if task == "classification" else _setup_task_module
     net, train_set, val_set, task_obj, resolved = setup(
         task=task, data=data, out=out, model=model, pretrained=pretrained, init_from=init_from, img_size=img_size,
         cfg=cfg, saved=saved, skip_bad_images=skip_bad_images)
@@ -151,7 +153,7 @@ def _setup_classification(*, task: str, data: Path, out: Path, model: str | None
         ratio=(1.0, 1.0) if cfg.crop_scale == 1.0 else (3 / 4, 4 / 3), hflip=cfg.hflip,
         randaugment=None if cfg.randaugment == "none" else cfg.randaugment, re_prob=cfg.random_erasing,
         generator=augment_rng, skip_bad_images=skip_bad_images,
-        shift=max(1, round(max(data_cfg.size_hw) / 8)) if cfg.crop == "shift" else None,
+        shift=max(1, round(max(data_cfg.size_hw) / 8)) if cfg.crop == "shift" else (0 if cfg.crop == "none" else None),
     )
     if list(ds.classes) != list(net.config.labels or ds.classes):
         raise VitkitError(f"the model's classes {list(net.config.labels)[:5]}... differ from the data's "
@@ -169,14 +171,14 @@ def _setup_classification(*, task: str, data: Path, out: Path, model: str | None
     return net, ds.train, ds.val, task_obj, cfg
 
 
-def _setup_vl(*, task: str, data: Path, out: Path, model: str | None, pretrained: str | None,
-              init_from: str | None, img_size: int | None, cfg: TrainConfig, saved: dict | None,
-              skip_bad_images: bool) -> tuple:
-    """The vision-language tasks: each module's `setup` reads its data and builds (model, train set, val set,
-    task, resolved recipe); a resumed run rebuilds the model from the checkpoint's config."""
-    from . import nlvr2, pretrain, vqa
+def _setup_task_module(*, task: str, data: Path, out: Path, model: str | None, pretrained: str | None,
+                       init_from: str | None, img_size: int | None, cfg: TrainConfig, saved: dict | None,
+                       skip_bad_images: bool) -> tuple:
+    """The vision-language and diffusion tasks: each module's `setup` reads its data and builds (model, train
+    set, val set, task, resolved recipe); a resumed run rebuilds the model from the checkpoint's config."""
+    from . import diffusion, nlvr2, pretrain, vqa
 
-    module = {"vqa": vqa, "pretrain": pretrain, "retrieval": pretrain, "nlvr2": nlvr2}[task]
+    module = {"vqa": vqa, "pretrain": pretrain, "retrieval": pretrain, "nlvr2": nlvr2, "diffusion": diffusion}[task]
     return module.setup(task=task, data=data, model=model or DEFAULT_MODELS[task], pretrained=pretrained,
                         init_from=init_from, img_size=img_size, cfg=cfg,
                         net=_rebuild(saved) if saved is not None else None, skip_bad_images=skip_bad_images)
