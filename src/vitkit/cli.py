@@ -163,7 +163,7 @@ def _cmd_sample(args: argparse.Namespace) -> int:
     from PIL import Image
 
     from .checkpoint.load import from_pretrained
-    from .diffusion import sample, to_pixels
+    from .diffusion import load_vae, sample, to_pixels
     from .models.dit import DiT
     from .train.engine import resolve_device
     from .viz import save_sample_grid
@@ -186,11 +186,12 @@ def _cmd_sample(args: argparse.Namespace) -> int:
     labels = [c for c in wanted for _ in range(args.num)]
     dev = resolve_device(args.device)
     model = model.to(dev)
+    vae = load_vae(args.vae, device=dev) if args.vae else None
     images = []
     for i in range(0, len(labels), args.batch_size):
         x = sample(model, labels[i:i + args.batch_size], cfg_scale=args.cfg_scale, steps=args.steps,
                    method=args.method, seed=args.seed + i, device=dev, guidance_channels=args.guidance_channels)
-        images.extend(to_pixels(model, x).cpu().numpy())
+        images.extend(to_pixels(model, x, vae=vae).cpu().numpy())
     if args.out is not None:
         several = len(wanted) > 1
         save_sample_grid(np.stack(images), Path(args.out), ncol=args.num if several else min(args.num, 10),
@@ -399,6 +400,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--method", choices=("ddpm", "ddim"), default="ddpm", help="sampler (default: %(default)s)")
     p.add_argument("--guidance-channels", type=_positive_int, help="guide only the first N output channels (the "
                    "original DiT guides 3 of its 4 latent channels: pass 3 to reproduce it exactly; default: all)")
+    p.add_argument("--vae", help="latent DiTs: the diffusers AutoencoderKL (hub id or directory) that decodes "
+                   "the samples (default: the model's config.vae, e.g. stabilityai/sd-vae-ft-mse; needs diffusers)")
     p.add_argument("--seed", type=int, default=0, help="(default: %(default)s)")
     p.add_argument("--batch-size", type=_positive_int, default=64, help="(default: %(default)s)")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda (default: %(default)s)")
@@ -474,7 +477,7 @@ def _version() -> str:
 
 
 PATH_OPTIONS = ("data", "out", "model", "image", "resume", "pretrained", "init_from", "src", "dest", "blank_from",
-                "out_dir", "classifier")
+                "out_dir", "classifier", "vae")
 
 
 def _refuse_empty_paths(args: argparse.Namespace) -> None:

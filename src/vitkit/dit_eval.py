@@ -36,8 +36,8 @@ def evaluate_dit(model: nn.Module, data_dir: str | Path, *, batch_size: int = 64
     """val_loss / val_mse / val_vb of a DiT on `data_dir`'s validation split (as training reports them)."""
     from .data.classification import load_classification_data
     from .data.transforms import EvalTransform
-    from .diffusion import create_diffusion
-    from .train.diffusion import DiffusionTask, WithIndex
+    from .diffusion import create_diffusion, load_vae
+    from .train.diffusion import DiffusionTask, WithIndex, image_data_config
     from .train.distributed import DistInfo
     from .train.engine import StepContext, resolve_device
 
@@ -48,23 +48,17 @@ def evaluate_dit(model: nn.Module, data_dir: str | Path, *, batch_size: int = 64
     c = model.config
     dev = resolve_device(device)
     model = model.to(dev).eval()
-    data_cfg = _data_config(model)
+    vae = load_vae(c.vae, device=dev) if c.vae else None
+    data_cfg = image_data_config(c, vae)
     ds = load_classification_data(data_dir, data_cfg, eval_transform=EvalTransform(data_cfg),
                                   train_transform=EvalTransform(data_cfg), skip_bad_images=skip_bad_images)
     if c.labels and list(ds.classes) != list(c.labels):
         raise VitkitError(f"the model's classes {list(c.labels)[:5]}... differ from the data's {ds.classes[:5]}...")
-    task = DiffusionTask(classes=list(ds.classes), diffusion=create_diffusion(learn_sigma=c.learn_sigma))
+    task = DiffusionTask(classes=list(ds.classes), diffusion=create_diffusion(learn_sigma=c.learn_sigma), vae=vae,
+                         latent_scale=c.latent_scale)
     loader = DataLoader(WithIndex(ds.val), batch_size=batch_size, shuffle=False)
     metrics = task.evaluate(model, loader, StepContext(device=dev, dist=DistInfo()))
     return {**metrics, "num_samples": len(ds.val)}
-
-
-def _data_config(model: nn.Module) -> Any:
-    from .data.transforms import DataConfig
-
-    c = model.config
-    return DataConfig(img_size=c.input_size, in_chans=c.in_channels, mean=c.mean, std=c.std, crop_pct=1.0,
-                      interpolation="bicubic")
 
 
 @torch.no_grad()
@@ -104,15 +98,17 @@ def frechet_distance(a: torch.Tensor, b: torch.Tensor) -> float:
     return float((mu_a - mu_b).square().sum() + cov_a.trace() + cov_b.trace() - 2 * middle)
 
 
-def _real_images(data_dir: Path, split: str, model: nn.Module) -> tuple[np.ndarray, list[str]]:
-    """Every image of an ImageFolder split at the DiT's size and channels, uint8 [N, H, W, C], with labels."""
+def _real_images(data_dir: Path, split: str, model: nn.Module, vae: nn.Module | None) -> tuple[np.ndarray, list[str]]:
+    """Every image of an ImageFolder split as the DiT's training saw it (size, channels), uint8 [N, H, W, C],
+    with labels."""
     from PIL import Image
 
     from .data.imagefolder import scan_image_folder
     from .data.transforms import EvalTransform
+    from .train.diffusion import image_data_config
 
     scan = scan_image_folder(data_dir)
-    tf = EvalTransform(_data_config(model))
+    tf = EvalTransform(image_data_config(model.config, vae))
     items = scan.train if split == "train" else scan.val
     arrays, labels = [], []
     for path, label in items:
@@ -132,7 +128,7 @@ def judge_samples(model: nn.Module, classifier: nn.Module, *, per_class: int = 1
     classifier labels as the requested class), `sample_accuracy_per_class`, and with `data_dir` (an ImageFolder)
     `frechet_distance` (generated vs the real val images) and `frechet_distance_train_val` (real train vs real
     val, the floor to read it against), plus the images (`samples`, uint8) and their `sample_labels`."""
-    from .diffusion import sample, to_pixels
+    from .diffusion import load_vae, sample, to_pixels
     from .train.engine import resolve_device
 
     _check_dit(model)
@@ -149,12 +145,13 @@ def judge_samples(model: nn.Module, classifier: nn.Module, *, per_class: int = 1
         raise VitkitError(f"the DiT has no class {unknown[0]!r}; its classes: {names[:10]}")
     dev = resolve_device(device)
     model = model.to(dev).eval()
+    vae = load_vae(c.vae, device=dev) if c.vae else None
     wanted = [names.index(n) for n in chosen for _ in range(per_class)]
     chunks = []
     for i in range(0, len(wanted), batch_size):
         x = sample(model, wanted[i:i + batch_size], cfg_scale=cfg_scale, steps=steps, method=method,
                    seed=seed + i, device=dev, guidance_channels=guidance_channels)
-        chunks.append(to_pixels(model, x).cpu().numpy())
+        chunks.append(to_pixels(model, x, vae=vae).cpu().numpy())
         if progress is not None:
             progress(min(i + batch_size, len(wanted)), len(wanted))
     images = np.concatenate(chunks)
@@ -167,8 +164,8 @@ def judge_samples(model: nn.Module, classifier: nn.Module, *, per_class: int = 1
                            "num_samples": len(wanted), "cfg_scale": cfg_scale, "steps": steps, "method": method,
                            "samples": images, "sample_labels": requested}
     if data_dir is not None:
-        real_val, _ = _real_images(Path(data_dir), "val", model)
-        real_train, _ = _real_images(Path(data_dir), "train", model)
+        real_val, _ = _real_images(Path(data_dir), "val", model, vae)
+        real_train, _ = _real_images(Path(data_dir), "train", model, vae)
         _, f_val = classify_images(classifier, real_val, device=dev)
         _, f_train = classify_images(classifier, real_train, device=dev)
         out["frechet_distance"] = frechet_distance(feats, f_val)

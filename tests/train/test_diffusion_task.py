@@ -211,3 +211,58 @@ def test_judge_samples_counts_what_the_classifier_says(trained, shapes):
     other = create_model("vit_nano_patch4_32", img_size=16, in_chans=1, num_classes=2, labels=("bar", "cat"))
     with pytest.raises(Exception, match="no class 'dot'"):
         judge_samples(dit, other, per_class=1, steps=2)
+
+
+# ---- latent space (a VAE) -----------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def tiny_vae(tmp_path_factory) -> Path:
+    """A diffusers AutoencoderKL with two down blocks (factor 2, 4 latent channels), saved as a directory."""
+    diffusers = pytest.importorskip("diffusers")
+    torch.manual_seed(0)
+    vae = diffusers.AutoencoderKL(
+        in_channels=3, out_channels=3, down_block_types=("DownEncoderBlock2D",) * 2,
+        up_block_types=("UpDecoderBlock2D",) * 2, block_out_channels=(8, 16), latent_channels=4, norm_num_groups=4,
+        layers_per_block=1, sample_size=16)
+    out = tmp_path_factory.mktemp("vae")
+    vae.save_pretrained(out)
+    return out
+
+
+def test_latent_diffusion_with_a_vae_trains_samples_and_evaluates(shapes, tiny_vae, tmp_path, capsys):
+    run = tmp_path / "run"
+    assert main(["train", "--task", "diffusion", "--data", str(shapes), "--out", str(run), "--vae", str(tiny_vae),
+                 "--img-size", "16", "--epochs", "1", "--batch-size", "8", "--no-progress"]) == 0
+    capsys.readouterr()
+    model = from_pretrained(run / "model")
+    c = model.config
+    assert (c.in_channels, c.input_size, c.vae, c.latent_scale) == (4, 8, str(tiny_vae), 0.18215)
+    assert model.out_channels == 8 and (run / "samples.png").is_file()
+    best = json.loads((run / "metrics.json").read_text())
+    assert main(["eval", "--model", str(run / "model"), "--data", str(shapes), "--json", "--batch-size", "7"]) == 0
+    assert json.loads(capsys.readouterr().out)["val_loss"] == pytest.approx(best["val_loss"], rel=1e-5)
+    # samples are decoded by the VAE to images of the data's size, in colour (the VAE's channels)
+    assert main(["sample", "--model", str(run / "model"), "--class-label", "dot", "--num", "2", "--steps", "3",
+                 "--out-dir", str(tmp_path / "s")]) == 0
+    with Image.open(next((tmp_path / "s").glob("*.png"))) as im:
+        assert im.size == (16, 16) and im.mode == "RGB"
+    # what training diffused: the VAE's latents of the images, times latent_scale
+    from vitkit.diffusion import load_vae
+    from vitkit.train.diffusion import DiffusionTask
+
+    vae = load_vae(str(tiny_vae))
+    task = DiffusionTask(classes=list(CLASSES), diffusion=None, vae=vae, latent_scale=0.18215)
+    x = torch.rand(2, 3, 16, 16) * 2 - 1
+    with torch.no_grad():
+        expected = vae.encode(x).latent_dist.mean * 0.18215
+    assert torch.allclose(task.to_model_space(x, sample=False), expected)
+
+
+def test_vae_option_errors(shapes, tiny_vae, tmp_path, capsys):
+    assert main(["train", "--task", "diffusion", "--data", str(shapes), "--out", str(tmp_path / "r"), "--vae",
+                 str(tmp_path / "no-such-vae"), "--epochs", "1"]) == 2
+    assert "could not load the VAE" in capsys.readouterr().err
+    assert main(["train", "--task", "diffusion", "--data", str(shapes), "--out", str(tmp_path / "r2"), "--vae",
+                 str(tiny_vae), "--img-size", "15", "--epochs", "1"]) == 2
+    assert "not a multiple of the VAE's downsampling factor 2" in capsys.readouterr().err

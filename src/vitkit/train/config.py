@@ -60,6 +60,9 @@ class TrainConfig:
     tensorboard: bool = knob(False, "also write TensorBoard event files to RUN_DIR/tensorboard (needs the "
                              "tensorboard package: pip install tensorboard)")
     progress: bool = knob(True, "show progress bars")
+    vae: str | None = knob(None, "diffusion: train in the latent space of this diffusers AutoencoderKL (hub id or "
+                           "directory, e.g. stabilityai/sd-vae-ft-mse; needs `pip install diffusers`); --img-size is "
+                           "then the image size and the DiT sees latents 8x smaller (default: pixel space)")
 
 
 def train_config_fields() -> list[Any]:

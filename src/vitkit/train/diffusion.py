@@ -54,11 +54,25 @@ class DiffusionTask:
     head_prefixes: tuple[str, ...] = ()
 
     def __init__(self, *, classes: list[str], diffusion: Any, augment_rng: Rng | None = None,
-                 eval_seed: int = 1234) -> None:
+                 eval_seed: int = 1234, vae: nn.Module | None = None, latent_scale: float | None = None) -> None:
         self.classes = list(classes)
         self.diffusion = diffusion
         self.augment_rng = augment_rng
         self.eval_seed = eval_seed
+        self.vae, self.latent_scale = vae, latent_scale
+        if vae is not None:
+            vae.requires_grad_(False).eval()
+
+    @torch.no_grad()
+    def to_model_space(self, x: torch.Tensor, *, sample: bool) -> torch.Tensor:
+        """Pixels (normalised to [-1, 1]) -> what the DiT diffuses: the pixels themselves, or VAE latents times
+        latent_scale (a draw from the encoder's posterior in training, as DiT's train.py; its mean in eval)."""
+        if self.vae is None:
+            return x
+        self.vae.to(x.device)
+        dist = self.vae.encode(x).latent_dist
+        z = dist.sample() if sample else dist.mean
+        return z * self.latent_scale
 
     def collate(self, items: list[Any]) -> Any:
         return default_collate(items)
@@ -70,6 +84,7 @@ class DiffusionTask:
     def train_step(self, model: nn.Module, batch: Any, ctx: StepContext) -> tuple[torch.Tensor, dict]:
         x, y = batch
         x, y = x.to(ctx.device, non_blocking=True), y.to(ctx.device, non_blocking=True)
+        x = self.to_model_space(x, sample=True)
         t = torch.randint(0, self.diffusion.num_timesteps, (x.shape[0],), device=ctx.device)
         terms = self.diffusion.training_losses(model, x, t, model_kwargs={"y": y})
         return terms["loss"].float().mean(), {"mse": terms["mse"].detach().float().mean(),
@@ -91,8 +106,8 @@ class DiffusionTask:
         so that two epochs or two weight sets are compared on the same draws. The loader yields (x, y, index)."""
         sums = {"loss": 0.0, "mse": 0.0, "vb": 0.0, "count": 0.0}
         for x, y, index in loader:
+            x, y = self.to_model_space(x.to(ctx.device), sample=False), y.to(ctx.device)
             t, noise = self.eval_draws(index, tuple(x.shape[1:]))
-            x, y = x.to(ctx.device), y.to(ctx.device)
             with ctx.autocast():
                 terms = self.diffusion.training_losses(model, x, t.to(ctx.device), model_kwargs={"y": y},
                                                        noise=noise.to(ctx.device))
@@ -128,8 +143,8 @@ def setup(*, task: str, data: Path, model: str, pretrained: str | None, init_fro
     """(model, train set, val set, task, resolved recipe) for `--task diffusion` on an ImageFolder (or the CIFAR /
     MNIST folders classification reads). `net` is the model rebuilt from a checkpoint when resuming."""
     from ..data.classification import load_classification_data
-    from ..data.transforms import DataConfig, EvalTransform, TrainTransform
-    from ..diffusion import create_diffusion
+    from ..data.transforms import EvalTransform, TrainTransform
+    from ..diffusion import create_diffusion, load_vae
     from ..models.dit import DiT
     from .config import resolve_diffusion_recipe
     from .launch import _peek
@@ -139,19 +154,17 @@ def setup(*, task: str, data: Path, model: str, pretrained: str | None, init_fro
                           "--pretrained")
     classes, num_train, data_chans = _peek(data)
     if net is None:
-        net = build_dit(model, pretrained=pretrained, classes=classes, in_chans=data_chans, img_size=img_size)
+        net = build_dit(model, pretrained=pretrained, classes=classes, in_chans=data_chans, img_size=img_size,
+                        vae=cfg.vae)
     if not isinstance(net, DiT):
         raise ConfigError(f"--task diffusion trains a DiT; {model!r} is a {type(net).__name__}")
     c = net.config
-    if c.vae:
-        raise ConfigError("training in a VAE's latent space is not supported yet: train a pixel-space DiT "
-                          "(the dit_* presets) or sample from a latent DiT with `vitkit sample`")
     if list(c.labels or []) != list(classes) and len(classes) != c.num_classes:
         raise ConfigError(f"the model has {c.num_classes} classes, the data {len(classes)}")
-    cfg = resolve_diffusion_recipe(cfg, num_train=num_train, in_chans=c.in_channels,
+    vae = load_vae(c.vae) if c.vae else None
+    cfg = resolve_diffusion_recipe(cfg, num_train=num_train, in_chans=3 if vae is not None else c.in_channels,
                                    pretrained=bool(pretrained) or model not in _registered())
-    data_cfg = DataConfig(img_size=c.input_size, in_chans=c.in_channels, mean=c.mean, std=c.std, crop_pct=1.0,
-                          interpolation="bicubic")
+    data_cfg = image_data_config(c, vae)
     augment_rng = Rng(torch.Generator().manual_seed(cfg.seed))
     shift = {"none": 0, "shift": max(1, round(c.input_size / 8)), "rrc": None}[cfg.crop]
     train_tf = TrainTransform(data_cfg, hflip=cfg.hflip, randaugment=None if cfg.randaugment == "none" else
@@ -162,7 +175,8 @@ def setup(*, task: str, data: Path, model: str, pretrained: str | None, init_fro
         log.warning("%s", w)
     log.info("%s", ds.summary())
     diffusion = create_diffusion(timestep_respacing=None, learn_sigma=c.learn_sigma)
-    task_obj = DiffusionTask(classes=list(ds.classes), diffusion=diffusion, augment_rng=augment_rng)
+    task_obj = DiffusionTask(classes=list(ds.classes), diffusion=diffusion, augment_rng=augment_rng, vae=vae,
+                             latent_scale=c.latent_scale)
     return net, ds.train, WithIndex(ds.val), task_obj, cfg
 
 
@@ -172,14 +186,32 @@ def _registered() -> list[str]:
     return list_models()
 
 
+def image_data_config(config: Any, vae: nn.Module | None = None) -> Any:
+    """How a DiT's training images are read: its own size, channels, mean and std in pixel space; with a VAE,
+    the images the VAE encodes (its channels, [-1, 1], the latent grid times its downsampling factor)."""
+    from ..data.transforms import DataConfig
+
+    if vae is None:
+        return DataConfig(img_size=config.input_size, in_chans=config.in_channels, mean=config.mean, std=config.std,
+                          crop_pct=1.0, interpolation="bicubic")
+    chans = vae.config.in_channels
+    return DataConfig(img_size=config.input_size * vae_factor(vae), in_chans=chans, mean=(0.5,) * chans,
+                      std=(0.5,) * chans, crop_pct=1.0, interpolation="bicubic")
+
+
+def vae_factor(vae: nn.Module) -> int:
+    """How many pixels one latent cell covers per side: 2 per down block after the first (8 for SD's VAE)."""
+    return 2 ** (len(vae.config.block_out_channels) - 1)
+
+
 def build_dit(spec: str, *, pretrained: str | None, classes: list[str], in_chans: int,
-              img_size: int | None) -> nn.Module:
+              img_size: int | None, vae: str | None = None) -> nn.Module:
     """A registered DiT name (random init, or `pretrained` weights) or any from_pretrained source. From scratch
     the model takes the data's channels and classes; a pretrained DiT keeps its trunk and gets a fresh label
     table when the number of classes differs from its own."""
     from ..checkpoint.load import from_pretrained
     from ..models.dit import DiTConfig
-    from ..registry import create_model, model_entry
+    from ..registry import create_model, get_config, model_entry
 
     labels = tuple(classes)
     if spec in _registered() and not isinstance(model_entry(spec).config, DiTConfig):
@@ -190,7 +222,21 @@ def build_dit(spec: str, *, pretrained: str | None, classes: list[str], in_chans
                                      "mean": (0.5,) * in_chans, "std": (0.5,) * in_chans}
         if img_size:
             overrides["input_size"] = img_size
+        if vae:  # latent space: the VAE's channels and scale, a grid `factor` times smaller than the images
+            from ..diffusion import load_vae
+
+            autoencoder = load_vae(vae)
+            factor, channels = vae_factor(autoencoder), autoencoder.config.latent_channels
+            size = img_size or get_config(spec).input_size * factor
+            if size % factor:
+                raise ConfigError(f"--img-size {size} is not a multiple of the VAE's downsampling factor {factor}")
+            overrides.update(in_channels=channels, input_size=size // factor, mean=(0.0,) * channels,
+                             std=(1.0,) * channels, vae=vae,
+                             latent_scale=float(getattr(autoencoder.config, "scaling_factor", 0.18215)))
         return create_model(spec, **overrides).train()
+    if vae:
+        raise ConfigError("--vae applies to a DiT trained from scratch; a pretrained DiT keeps its own "
+                          "(config.vae)")
     source, name = (pretrained, spec) if pretrained else (spec, None)
     overrides = {"num_classes": len(classes), "labels": labels}  # a label table of another size starts fresh
     net = from_pretrained(source, model=name, **overrides)
