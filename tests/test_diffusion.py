@@ -272,6 +272,7 @@ def test_to_pixels_pixel_space_and_vae(monkeypatch):
     assert px.shape == (1, 2, 2, 3) and px[0, :, :, 0].flatten().tolist() == [64, 128, 191, 255]
     with pytest.raises(ConfigError, match="names no vae"):
         to_pixels(latent, s)
-    monkeypatch.setitem(sys.modules, "diffusers", None)  # as if diffusers were not installed
+    for name in [m for m in sys.modules if m == "diffusers" or m.startswith("diffusers.")] + ["diffusers"]:
+        monkeypatch.setitem(sys.modules, name, None)  # as if diffusers were not installed
     with pytest.raises(VitkitError, match="needs the diffusers package"):
         to_pixels(tiny_dit(latent_scale=0.18215, vae="stabilityai/sd-vae-ft-mse"), s)
