@@ -130,7 +130,7 @@ def _dit_demo(out: Path, data: Path, *, classifier: object, epochs: int, seed: i
     save_sample_grid(judged["samples"], grid, ncol=DEMO_DIT_PER_CLASS,
                      row_labels=judged["sample_labels"][::DEMO_DIT_PER_CLASS])
     print(f"\nval diffusion loss {best['val_loss']:.4f} after {minutes:.1f} min; model in {run / 'model'}")
-    print(f"the part-1 ViT recognises {judged['sample_accuracy']:.0%} of {judged['num_samples']} guided samples "
+    print(f"the part-1 ViT recognises {judged['sample_accuracy']:.0%} of {judged['num_generated']} guided samples "
           f"(scale 4, 50 DDIM steps) as the digit asked for; per digit: "
           + " ".join(f"{k}:{v:.0%}" for k, v in judged["sample_accuracy_per_class"].items()))
     print(f"pictures: {grid} (one row per digit), {run / 'training_curves.png'}; draw more with "

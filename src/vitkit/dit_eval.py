@@ -161,7 +161,7 @@ def judge_samples(model: nn.Module, classifier: nn.Module, *, per_class: int = 1
     hits = np.array([p == r for p, r in zip(predicted, requested)])
     per = {n: float(hits[[r == n for r in requested]].mean()) for n in chosen}
     out: dict[str, Any] = {"sample_accuracy": float(hits.mean()), "sample_accuracy_per_class": per,
-                           "num_samples": len(wanted), "cfg_scale": cfg_scale, "steps": steps, "method": method,
+                           "num_generated": len(wanted), "cfg_scale": cfg_scale, "steps": steps, "method": method,
                            "samples": images, "sample_labels": requested}
     if data_dir is not None:
         real_val, _ = _real_images(Path(data_dir), "val", model, vae)

@@ -78,6 +78,17 @@ def test_official_initialisation():
     assert "pos_embed" in model.state_dict()  # saved, as in official checkpoints
 
 
+def test_wide_conditioning_init_keeps_adaln_zero():
+    model = tiny(hidden_size=64, num_heads=4, cond_init="wide")
+    assert 0.9 < model.y_embedder.embedding_table.weight.std().item() < 1.1
+    t_w = model.t_embedder.mlp[0].weight
+    assert t_w.std().item() > 0.05 and t_w.abs().max() <= math.sqrt(6 / sum(t_w.shape))  # xavier, not N(0, 0.02)
+    x, t, y = inputs(model)
+    assert torch.equal(model(x, t, y), torch.zeros(3, 8, 8, 8))  # still exactly zero at init
+    with pytest.raises(Exception, match="cond_init"):
+        tiny(cond_init="big")
+
+
 # ----------------------------------------------------------------------------------------- patch layout
 def test_patchify_unpatchify_round_trip_and_layout():
     model = tiny(in_channels=3)

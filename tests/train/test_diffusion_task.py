@@ -208,6 +208,7 @@ def test_judge_samples_counts_what_the_classifier_says(trained, shapes):
     assert out["samples"].shape == (6, 16, 16, 1) and out["samples"].dtype == np.uint8
     assert out["sample_labels"] == ["bar", "bar", "dot", "dot", "ring", "ring"]
     assert out["frechet_distance"] >= 0 and out["frechet_distance_train_val"] >= 0 and out["num_real_val"] == 12
+    assert out["num_generated"] == 6
     other = create_model("vit_nano_patch4_32", img_size=16, in_chans=1, num_classes=2, labels=("bar", "cat"))
     with pytest.raises(Exception, match="no class 'dot'"):
         judge_samples(dit, other, per_class=1, steps=2)

@@ -60,6 +60,12 @@ class DiTConfig:
     std: tuple[float, ...] = (0.5,)
     latent_scale: float | None = None
     vae: str | None = None
+    # How the conditioning embeddings start. "dit": the official N(0, 0.02) label table and timestep MLP.
+    # "wide": label table N(0, 1) and xavier-uniform timestep MLP, so that class and noise level reach the
+    # (still zero-initialised) adaLN modulation at full strength from the first step; with "dit" init a short
+    # run barely learns to condition (on the built-in digits after 10 epochs: the label changed the output by
+    # ~1%, and 8% of guided samples were recognised as the requested digit, against 72% with "wide").
+    cond_init: str = "dit"
 
     def __post_init__(self) -> None:
         ints = {"input_size": self.input_size, "patch_size": self.patch_size, "in_channels": self.in_channels,
@@ -89,6 +95,8 @@ class DiTConfig:
             object.__setattr__(self, name, values)
         if any(s <= 0 for s in self.std):
             raise ConfigError(f"std must be positive, got {self.std}")
+        if self.cond_init not in ("dit", "wide"):
+            raise ConfigError(f"cond_init must be 'dit' or 'wide', got {self.cond_init!r}")
         if self.latent_scale is not None and not self.latent_scale > 0:
             raise ConfigError(f"latent_scale must be positive, got {self.latent_scale!r}")
         if self.vae is not None and self.latent_scale is None:
@@ -259,8 +267,8 @@ class DiT(PretrainedModel):
     # ----------------------------------------------------------------------------------------------- init
     def initialize_weights(self) -> None:
         """The official init: xavier-uniform Linears (and the patch conv as a Linear), zero biases, N(0, 0.02)
-        label table and timestep MLP, and zeros for every adaLN modulation and the output Linear (adaLN-Zero:
-        each block is the identity and the output is exactly 0)."""
+        label table and timestep MLP (config.cond_init "wide": N(0, 1) and xavier), and zeros for every adaLN
+        modulation and the output Linear (adaLN-Zero: each block is the identity and the output is exactly 0)."""
         for m in self.modules():
             if isinstance(m, nn.Linear):
                 nn.init.xavier_uniform_(m.weight)
@@ -269,9 +277,12 @@ class DiT(PretrainedModel):
         w = self.x_embedder.proj.weight
         nn.init.xavier_uniform_(w.data.view(w.shape[0], -1))
         nn.init.zeros_(self.x_embedder.proj.bias)
-        nn.init.normal_(self.y_embedder.embedding_table.weight, std=0.02)
-        nn.init.normal_(self.t_embedder.mlp[0].weight, std=0.02)
-        nn.init.normal_(self.t_embedder.mlp[2].weight, std=0.02)
+        if self.config.cond_init == "wide":  # see DiTConfig.cond_init; the t MLP keeps its xavier init from above
+            nn.init.normal_(self.y_embedder.embedding_table.weight, std=1.0)
+        else:
+            nn.init.normal_(self.y_embedder.embedding_table.weight, std=0.02)
+            nn.init.normal_(self.t_embedder.mlp[0].weight, std=0.02)
+            nn.init.normal_(self.t_embedder.mlp[2].weight, std=0.02)
         for block in self.blocks:
             nn.init.zeros_(block.adaLN_modulation[-1].weight)
             nn.init.zeros_(block.adaLN_modulation[-1].bias)
