@@ -160,7 +160,7 @@ def test_ctrl_c_mid_epoch_then_resume_gives_identical_weights(shapes, tmp_path, 
 def test_recipe_defaults():
     cfg = resolve_diffusion_recipe(TrainConfig(), num_train=1438, in_chans=1, pretrained=False)
     assert (cfg.weight_decay, cfg.hflip, cfg.randaugment, cfg.crop, cfg.mixup, cfg.lr) == (0.0, 0.0, "none", "none",
-                                                                                           0.0, 1e-3)
+                                                                                           0.0, 2e-3)
     assert cfg.epochs == 70  # about 100k images seen
     assert resolve_diffusion_recipe(TrainConfig(), num_train=50_000, in_chans=3, pretrained=False).epochs == 20
     assert resolve_diffusion_recipe(TrainConfig(), num_train=10, in_chans=3, pretrained=True).lr == 1e-4
