@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from vitkit.errors import VitkitError
-from vitkit.layers import PatchEmbed
+from vitkit.layers import ConvStem, PatchEmbed
 
 
 def reference_patchify(x: torch.Tensor, pe: PatchEmbed) -> torch.Tensor:
@@ -61,3 +61,22 @@ def test_input_smaller_than_a_patch_is_an_error(hw):
     pe = PatchEmbed(img_size=32, patch_size=16, in_chans=3, embed_dim=4)
     with pytest.raises(VitkitError, match="smaller than one 16x16 patch"):
         pe(torch.randn(1, 3, *hw))
+
+
+@pytest.mark.parametrize(("patch", "img", "grid", "chans"), [(8, 64, (8, 8), [32, 64, 128]), (4, (32, 48), (8, 12),
+                                                              [64, 128]), (16, 70, (4, 4), [16, 32, 64, 128])])
+def test_conv_stem_reaches_the_patch_grid(patch, img, grid, chans):
+    stem = ConvStem(img_size=img, patch_size=patch, in_chans=3, embed_dim=128)
+    assert stem.grid_size == grid and stem.num_patches == grid[0] * grid[1]
+    assert [m.out_channels for m in stem.stem if isinstance(m, torch.nn.Conv2d)] == chans
+    hw = (img, img) if isinstance(img, int) else img
+    tokens, out_grid = stem(torch.randn(2, 3, *hw))
+    assert out_grid == grid and tokens.shape == (2, grid[0] * grid[1], 128)
+
+
+def test_conv_stem_needs_a_power_of_two_patch():
+    with pytest.raises(VitkitError, match="power-of-two"):
+        ConvStem(img_size=63, patch_size=7, in_chans=3, embed_dim=8)
+    stem = ConvStem(img_size=64, patch_size=8, in_chans=3, embed_dim=8)
+    with pytest.raises(VitkitError, match="smaller than one 8x8 patch"):
+        stem(torch.randn(1, 3, 7, 32))

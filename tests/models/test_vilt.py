@@ -12,7 +12,7 @@ import torch.nn.functional as F
 
 import vitkit
 from vitkit.errors import CheckpointError, ConfigError
-from vitkit.layers import resample_pos_embed
+from vitkit.layers import resample_pos_embed, sincos_2d_pos_embed
 from vitkit.models import ViLT, ViLTConfig, VisionTransformer, ViTConfig
 
 SMALL = dict(embed_dim=32, depth=2, num_heads=4, vocab_size=50, max_text_len=12, img_size=128, patch_size=32)
@@ -156,6 +156,38 @@ def test_batched_position_grid_equals_per_image_interpolation(size):
     assert masks[3].sum() == 1 + 4
 
 
+def test_sincos_positions_are_each_patch_own_row_and_column():
+    model = small(pos_embed="sincos").eval()
+    assert "transformer.pos_embed" not in model.state_dict()  # fixed: recomputed, never stored or trained
+    _, _, px, pm = batch()  # image 1: 3 x 4 valid patches of the 5 x 6 grid
+    with torch.no_grad():
+        model.transformer.patch_embed.proj.weight.zero_()  # tokens = position embeddings only
+        model.transformer.patch_embed.proj.bias.zero_()
+        tokens, masks, _ = model.embed_image(px, pm)
+    grid = sincos_2d_pos_embed((5, 6), 32)  # [30, D], row-major
+    torch.testing.assert_close(tokens[0, 1:], grid)
+    inside = torch.zeros(5, 6, dtype=torch.bool)
+    inside[:3, :4] = True
+    torch.testing.assert_close(tokens[1, 1:][inside.flatten()], grid[inside.flatten()])  # same place, same position
+    assert tokens[1, 1:][~inside.flatten()].abs().max() == 0 and masks[1].sum() == 1 + 12
+
+
+@pytest.mark.parametrize("overrides", [{"patch_stem": "conv"}, {"pos_embed": "sincos", "image_embed_norm": True}])
+def test_image_embedding_options_train_and_round_trip(overrides, tmp_path):
+    model = small(**overrides).train()
+    ids, am, px, pm = batch()
+    out = model(input_ids=ids, attention_mask=am, pixel_values=px, pixel_mask=pm)
+    assert out.image_feats.shape == (2, 1 + 30, 32)
+    out.logits.sum().backward()
+    no_grad = [k for k, p in model.named_parameters() if p.grad is None or p.grad.abs().sum() == 0]
+    assert not no_grad, f"parameters without gradient: {no_grad}"
+    model.eval().save_pretrained(tmp_path)
+    loaded = vitkit.from_pretrained(tmp_path)
+    assert loaded.config == model.config
+    with torch.no_grad():
+        torch.testing.assert_close(loaded(ids, am, px, pm).logits, model(ids, am, px, pm).logits, rtol=0, atol=0)
+
+
 def test_max_image_len_sampling_keeps_only_valid_patches():
     L = 8
     model = small(max_image_len=L).train()
@@ -282,6 +314,10 @@ def test_config_validation():
         ViLTConfig(task="itm", extra_heads=("itm",))
     with pytest.raises(ConfigError, match="max_image_len"):
         ViLTConfig(max_image_len=0)
+    with pytest.raises(ConfigError, match="pos_embed"):
+        ViLTConfig(pos_embed="none")
+    with pytest.raises(ConfigError, match="patch_stem"):
+        ViLTConfig(patch_stem="hybrid")
     model = small()
     _, _, px, pm = batch()
     with pytest.raises(ConfigError, match="max_text_len"):

@@ -4,12 +4,13 @@ from .attention import Attention
 from .block import Block, LayerScale
 from .drop import DropPath
 from .mlp import Mlp, get_activation
-from .patch_embed import PatchEmbed
+from .patch_embed import ConvStem, PatchEmbed
 from .pos_embed import resample_pos_embed, sincos_2d_pos_embed
 
 __all__ = [
     "Attention",
     "Block",
+    "ConvStem",
     "DropPath",
     "LayerScale",
     "Mlp",

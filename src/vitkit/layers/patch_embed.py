@@ -1,4 +1,5 @@
-"""Patch embedding: a convolution with kernel = stride = patch size, i.e. a linear map of each flattened patch."""
+"""Patch embedding: a convolution with kernel = stride = patch size, i.e. a linear map of each flattened patch;
+or `ConvStem`, a few stride-2 3x3 convolutions to the same grid (Xiao et al. 2021)."""
 
 from __future__ import annotations
 
@@ -31,3 +32,41 @@ class PatchEmbed(nn.Module):
         x = self.proj(x)  # [B, D, gh, gw]
         grid = (x.shape[-2], x.shape[-1])
         return x.flatten(2).transpose(1, 2), grid  # [B, gh*gw, D]
+
+
+class ConvStem(nn.Module):
+    """Early convolutions (Xiao et al. 2021, "Early Convolutions Help Transformers See Better",
+    https://arxiv.org/abs/2106.14881): log2(patch_size) 3x3 stride-2 convolutions, each BatchNorm + ReLU, then a
+    1x1 convolution to the width, in place of the patchify convolution. Same grid, attributes and `forward`
+    contract as `PatchEmbed`; channels double per conv up to `embed_dim` (D/4, D/2, D for patch 8)."""
+
+    def __init__(
+        self, *, img_size: int | tuple[int, int], patch_size: int | tuple[int, int], in_chans: int, embed_dim: int
+    ) -> None:
+        super().__init__()
+        self.img_size = to_2tuple(img_size)
+        self.patch_size = to_2tuple(patch_size)
+        p = self.patch_size[0]
+        if self.patch_size[1] != p or p < 2 or p & (p - 1):
+            raise VitkitError(f"a conv stem needs a square power-of-two patch size, got {self.patch_size}")
+        self.grid_size = (self.img_size[0] // p, self.img_size[1] // p)
+        self.num_patches = self.grid_size[0] * self.grid_size[1]
+        n = p.bit_length() - 1  # stride-2 convs
+        chans = [max(8, embed_dim >> (n - 1 - i)) for i in range(n)]
+        layers: list[nn.Module] = []
+        prev = in_chans
+        for c in chans:
+            layers += [nn.Conv2d(prev, c, 3, stride=2, padding=1, bias=False), nn.BatchNorm2d(c), nn.ReLU(inplace=True)]
+            prev = c
+        self.stem = nn.Sequential(*layers)
+        self.proj = nn.Conv2d(prev, embed_dim, kernel_size=1)
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, tuple[int, int]]:
+        """x: [B, C, H, W] -> (tokens [B, gh*gw, D], (gh, gw)) with gh = H // patch (pixels past it dropped)."""
+        H, W = x.shape[-2:]
+        p = self.patch_size[0]
+        if H < p or W < p:
+            raise VitkitError(f"input {H}x{W} is smaller than one {p}x{p} patch")
+        x = self.proj(self.stem(x[..., : H - H % p, : W - W % p]))  # [B, D, gh, gw]
+        grid = (x.shape[-2], x.shape[-1])
+        return x.flatten(2).transpose(1, 2), grid

@@ -28,6 +28,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..errors import CheckpointError, ConfigError
+from ..layers import ConvStem, sincos_2d_pos_embed
 from ..layers.mlp import get_activation
 from ._base import PretrainedModel
 from .vilt_heads import (
@@ -60,6 +61,12 @@ class ViLTConfig:
     patch_size: int = 32
     in_chans: int = 3
     max_image_len: int = -1  # training only: sample this many patches per image (200 in pretraining); -1: all
+    pos_embed: str = "learn"  # image positions: "learn" (the original: a learned grid, resampled per image) or
+    # "sincos" (fixed 2-D sin-cos of each patch's row and column, as MAE; nothing to learn, never stored)
+    patch_stem: str = "patchify"  # "patchify" (the original: one conv, kernel = stride = patch) or "conv" (early
+    # convolutions, Xiao et al. 2021: log2(patch) 3x3 stride-2 conv + BatchNorm + ReLU, then 1x1 to the width)
+    image_embed_norm: bool = False  # LayerNorm on the patch tokens before positions are added (the text side has
+    # BERT's embedding LayerNorm; this gives the image tokens the same scale)
     # the one transformer
     embed_dim: int = 768
     depth: int = 12
@@ -109,6 +116,10 @@ class ViLTConfig:
             raise ConfigError(f"embed_dim {self.embed_dim} is not divisible by num_heads {self.num_heads}")
         if self.img_size % self.patch_size:
             raise ConfigError(f"img_size {self.img_size} is not a multiple of patch_size {self.patch_size}")
+        if self.pos_embed not in ("learn", "sincos"):
+            raise ConfigError(f"pos_embed must be 'learn' or 'sincos', got {self.pos_embed!r}")
+        if self.patch_stem not in ("patchify", "conv"):
+            raise ConfigError(f"patch_stem must be 'patchify' or 'conv', got {self.patch_stem!r}")
         if self.max_image_len == 0 or self.max_image_len < -1:
             raise ConfigError(f"max_image_len must be -1 (all patches) or positive, got {self.max_image_len}")
         classes = self.num_outputs
@@ -136,7 +147,7 @@ class ViLTConfig:
             embed_dim=self.embed_dim, depth=self.depth, num_heads=self.num_heads, mlp_ratio=self.mlp_ratio,
             qkv_bias=self.qkv_bias, act=self.act, norm_eps=self.norm_eps, pos_drop_rate=self.drop_rate,
             proj_drop_rate=self.drop_rate, attn_drop_rate=self.attn_drop_rate, drop_path_rate=self.drop_path_rate,
-            mean=self.mean, std=self.std, crop_pct=1.0, interpolation=self.interpolation,
+            mean=self.mean, std=self.std, crop_pct=1.0, interpolation=self.interpolation, pos_embed=self.pos_embed,
         )
 
 
@@ -192,6 +203,10 @@ class ViLT(PretrainedModel):
         self.text_embeddings = TextEmbeddings(c)
         self.token_type_embeddings = nn.Embedding(c.modality_type_vocab_size, D)  # modality: text 0, image 1, 2
         self.transformer = VisionTransformer(c.vit_config())
+        if c.patch_stem == "conv":
+            self.transformer.patch_embed = ConvStem(img_size=c.img_size, patch_size=c.patch_size,
+                                                    in_chans=c.in_chans, embed_dim=D)
+        self.image_norm = nn.LayerNorm(D, eps=c.norm_eps) if c.image_embed_norm else None
         self.pooler = Pooler(D)
         for head in c.heads:  # attribute names = the original's state-dict prefixes
             setattr(self, HEAD_ATTRS[head], self._build_head(head))
@@ -288,6 +303,8 @@ class ViLT(PretrainedModel):
         """
         vit = self.transformer
         x, (gh, gw) = vit.patch_embed(pixel_values)  # [B, N, D]
+        if self.image_norm is not None:
+            x = self.image_norm(x)
         B, N, D = x.shape
         if pixel_mask is None:
             valid = torch.ones(B, gh, gw, dtype=torch.bool, device=x.device)
@@ -297,15 +314,11 @@ class ViLT(PretrainedModel):
         w = valid[:, 0, :].sum(1)  # [B] valid columns
         rows = torch.arange(gh, device=x.device)
         cols = torch.arange(gw, device=x.device)
-        # align_corners=True: output i of n samples the source at i * (P - 1) / (n - 1), i.e. grid -1 + 2i/(n-1)
-        gy = rows[None, :] * (2.0 / (h - 1).clamp_min(1)[:, None]) - 1  # [B, gh]
-        gx = cols[None, :] * (2.0 / (w - 1).clamp_min(1)[:, None]) - 1  # [B, gw]
-        grid = torch.stack(torch.broadcast_tensors(gx[:, None, :], gy[:, :, None]), dim=-1)  # [B, gh, gw, 2] (x, y)
-        P = self.config.grid_size
-        pos = vit.pos_embed[:, 1:].reshape(1, P, P, D).permute(0, 3, 1, 2)  # [1, D, P, P]
-        pos = F.grid_sample(pos.expand(B, -1, -1, -1), grid.to(pos.dtype), mode="bilinear", align_corners=True)
         inside = (rows[None, :, None] < h[:, None, None]) & (cols[None, None, :] < w[:, None, None])  # [B, gh, gw]
-        pos = (pos * inside[:, None]).flatten(2).transpose(1, 2)  # [B, N, D]; zero outside (h, w), as the original
+        if self.config.pos_embed == "sincos":  # each patch's own (row, column); zero outside (h, w)
+            pos = sincos_2d_pos_embed((gh, gw), D).to(x)[None] * inside.flatten(1)[..., None].to(x.dtype)
+        else:
+            pos = self._resampled_pos_embed(h, w, gh, gw, inside)
         x = x + pos
         masks = valid.flatten(1)  # [B, N]
         patch_index = torch.stack(torch.meshgrid(rows, cols, indexing="ij"), dim=-1).reshape(1, N, 2).expand(B, -1, -1)
@@ -320,6 +333,21 @@ class ViLT(PretrainedModel):
         x = vit.pos_drop(torch.cat([cls, x], dim=1))  # [B, 1+N, D]
         masks = torch.cat([masks.new_ones(B, 1), masks], dim=1)
         return x, masks, patch_index
+
+    def _resampled_pos_embed(self, h: torch.Tensor, w: torch.Tensor, gh: int, gw: int,
+                             inside: torch.Tensor) -> torch.Tensor:
+        """The learned P x P grid resized to each image's valid (h, w) patch grid, zero outside: [B, gh*gw, D]."""
+        vit, B, D = self.transformer, h.shape[0], self.config.embed_dim
+        rows = torch.arange(gh, device=h.device)
+        cols = torch.arange(gw, device=h.device)
+        # align_corners=True: output i of n samples the source at i * (P - 1) / (n - 1), i.e. grid -1 + 2i/(n-1)
+        gy = rows[None, :] * (2.0 / (h - 1).clamp_min(1)[:, None]) - 1  # [B, gh]
+        gx = cols[None, :] * (2.0 / (w - 1).clamp_min(1)[:, None]) - 1  # [B, gw]
+        grid = torch.stack(torch.broadcast_tensors(gx[:, None, :], gy[:, :, None]), dim=-1)  # [B, gh, gw, 2] (x, y)
+        P = self.config.grid_size
+        pos = vit.pos_embed[:, 1:].reshape(1, P, P, D).permute(0, 3, 1, 2)  # [1, D, P, P]
+        pos = F.grid_sample(pos.expand(B, -1, -1, -1), grid.to(pos.dtype), mode="bilinear", align_corners=True)
+        return (pos * inside[:, None]).flatten(2).transpose(1, 2)  # [B, N, D]; zero outside (h, w), as the original
 
     # ------------------------------------------------------------------------------------------ forward
     def forward_features(
