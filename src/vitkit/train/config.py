@@ -25,6 +25,7 @@ class TrainConfig:
     min_lr: float = knob(1e-5, "learning rate at the end of the cosine schedule")
     warmup_epochs: float | None = knob(None, "linear warmup length in epochs, fractions allowed (default: 5 for "
                                        "classification; 10%% of the epochs for vision-language tasks)")
+    beta2: float = knob(0.999, "AdamW second-moment decay (BERT-style short runs often use 0.98)")
     weight_decay: float | None = knob(None, "AdamW weight decay, never applied to norms, biases, tokens, position "
                                       "embeddings (default: 0.05; diffusion 0, as DiT)")
     head_lr_mult: float | None = knob(None, "learning-rate multiplier for the task head (default: 10 when "

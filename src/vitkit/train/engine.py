@@ -155,7 +155,8 @@ class Trainer:
         self.model = model.to(self.device)
         self.ema = ModelEMA(self.model, cfg.ema_decay) if cfg.ema else None
         self.optimizer = build_optimizer(self.model, lr=cfg.lr, weight_decay=cfg.weight_decay,
-                                         head_lr_mult=cfg.head_lr_mult, head_prefixes=task.head_prefixes)
+                                         head_lr_mult=cfg.head_lr_mult, head_prefixes=task.head_prefixes,
+                                         betas=(0.9, cfg.beta2))
         self.amp = amp_dtype(cfg, self.device)
         self.scaler = torch.amp.GradScaler("cuda") if self.amp == torch.float16 else None
         self.state = RunState()
