@@ -93,6 +93,22 @@ def test_vqa_eval_lookup_equals_the_official_accuracy(scenes):
     assert got["val_vqa_accuracy"] == pytest.approx(expected, abs=1e-12)
 
 
+def test_vqa_losses_on_soft_targets():
+    import torch.nn.functional as F
+
+    from vitkit.train.vqa import VQATask
+
+    logits = torch.randn(3, 5)
+    targets = torch.tensor([[1.0, 0, 0, 0, 0], [0.3, 0.9, 0, 0, 0], [0, 0, 0, 0, 0]])
+    bce = VQATask(answers=list("abcde"), processor=None).loss_sum(logits, targets)
+    torch.testing.assert_close(bce, F.binary_cross_entropy_with_logits(logits, targets) * targets.numel())
+    ce = VQATask(answers=list("abcde"), processor=None, loss="ce").loss_sum(logits, targets)
+    logp = logits.log_softmax(-1)
+    torch.testing.assert_close(ce, -(logp[0, 0] + 0.25 * logp[1, 0] + 0.75 * logp[1, 1]))  # no answer: 0
+    with pytest.raises(ValueError, match="loss"):
+        VQATask(answers=["a"], processor=None, loss="mse")
+
+
 def test_vqa_ctrl_c_mid_epoch_then_resume_gives_the_same_weights(scenes, tmp_path, monkeypatch):
     import os
     import signal

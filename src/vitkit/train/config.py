@@ -45,6 +45,9 @@ class TrainConfig:
                                "digits and text are not mirror-symmetric)")
     crop_scale: float | None = knob(None, "smallest RandomResizedCrop area fraction (default: by image size; "
                                     "1 turns random cropping off)")
+    vqa_loss: str = knob("bce", "VQA loss: bce (binary cross-entropy per answer against the soft scores, times the "
+                         "number of answers, as ViLT) or ce (softmax cross-entropy against the soft scores "
+                         "normalised to sum to 1)", choices=("bce", "ce"))
     drop_path: float = knob(0.1, "stochastic depth rate")
     ema: bool = knob(True, "keep an exponential moving average of the weights and evaluate it too")
     ema_decay: float = knob(0.999, "EMA decay (warmed up as min(decay, (1+step)/(10+step)))")

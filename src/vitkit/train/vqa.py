@@ -80,7 +80,11 @@ class VQATask:
     primary_metric = "val_vqa_accuracy"
     head_prefixes = ("vqa_classifier.",)
 
-    def __init__(self, *, answers: Sequence[str], processor: ViltProcessor, augment_rng: Rng | None = None) -> None:
+    def __init__(self, *, answers: Sequence[str], processor: ViltProcessor, augment_rng: Rng | None = None,
+                 loss: str = "bce") -> None:
+        if loss not in ("bce", "ce"):
+            raise ValueError(f"loss must be 'bce' or 'ce', got {loss!r}")
+        self.loss = loss
         self.answers = list(answers)
         self.processor = processor
         self.augment_rng = augment_rng
@@ -120,7 +124,16 @@ class VQATask:
     def train_step(self, model: nn.Module, batch: dict[str, Any], ctx: StepContext) -> tuple[torch.Tensor, dict]:
         logits = model(**self._inputs(batch, ctx.device)).logits.float()
         targets = batch["targets"].to(ctx.device, non_blocking=True)
-        return F.binary_cross_entropy_with_logits(logits, targets) * targets.shape[1], {}
+        return self.loss_sum(logits, targets) / targets.shape[0], {}
+
+    def loss_sum(self, logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        """The training loss summed over the batch: bce, ViLT's binary cross-entropy per answer (summed over
+        answers, i.e. the mean times the number of answers); or ce, softmax cross-entropy against the soft scores
+        normalised to a distribution (a question with no answer in the vocabulary contributes 0)."""
+        if self.loss == "ce":
+            dist = targets / targets.sum(1, keepdim=True).clamp_min(1e-12)
+            return -(dist * F.log_softmax(logits, dim=-1)).sum()
+        return F.binary_cross_entropy_with_logits(logits, targets, reduction="sum")
 
     @torch.no_grad()
     def evaluate(self, model: nn.Module, loader: DataLoader, ctx: StepContext) -> dict[str, Any]:
@@ -132,7 +145,7 @@ class VQATask:
             with ctx.autocast():
                 logits = model(**self._inputs(batch, ctx.device)).logits.float()
             targets = batch["targets"].to(ctx.device)
-            loss_sum += F.binary_cross_entropy_with_logits(logits, targets, reduction="sum").item()
+            loss_sum += self.loss_sum(logits, targets).item()
             pred = logits.argmax(-1).cpu()
             acc = ((batch["acc_idx"] == pred[:, None]) * batch["acc_val"]).sum(1)  # [b] official accuracy
             acc_sum.index_add_(0, batch["types"], acc)
@@ -251,5 +264,6 @@ def setup(*, task: str, data: Path, model: str, pretrained: str | None, init_fro
     val_set = load_vqa_data(data, pcfg, tokenizer, split="val2014", answers=answers,
                             skip_bad_images=skip_bad_images, questions=val_q)
     log.info("vqa: %d train / %d val questions, %d answers", len(train_set), len(val_set), len(answers))
-    task_obj = VQATask(answers=answers, processor=ViltProcessor(pcfg, tokenizer), augment_rng=augment_rng)
+    task_obj = VQATask(answers=answers, processor=ViltProcessor(pcfg, tokenizer), augment_rng=augment_rng,
+                       loss=cfg.vqa_loss)
     return net, train_set, val_set, task_obj, cfg
