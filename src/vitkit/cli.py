@@ -344,14 +344,16 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = add("train", _cmd_train, "Train or fine-tune a model. Without --model, a small CPU preset suited to the "
             "task is used (classification: vit_nano_patch4_32 at 32x32, grey or colour from the data; vqa, "
-            "pretrain, retrieval, nlvr2: vilt_nano_patch8_64, a 4-layer ViLT for 64-pixel images).")
+            "pretrain, retrieval, nlvr2: vilt_nano_patch8_64, a 4-layer ViLT for 64-pixel images; diffusion: "
+            "dit_nano_patch4_32, a pixel-space DiT for 32x32 images).")
     p.add_argument("--task", default="classification", choices=TASKS, help="what to train "
                    "(default: %(default)s)")
     p.add_argument("--data", help="dataset folder. classification: an ImageFolder (train/<class>/..., "
                    "val/<class>/...), CIFAR-10/100 python batches, or MNIST / Fashion-MNIST IDX files; vqa: the "
                    "VQAv2 layout (train2014 / val2014 questions, annotations, images); pretrain, retrieval: a "
                    "Karpathy split json (dataset_coco.json) or COCO captions json with its images; nlvr2: "
-                   "train.json / dev.json with the official image naming")
+                   "train.json / dev.json with the official image naming; diffusion: an ImageFolder (class "
+                   "labels from the folder names)")
     p.add_argument("--out", help="run directory: checkpoint.pt, metrics.json(l), curves, model/")
     p.add_argument("--model", help="registered name (see `vitkit models`) or any checkpoint source to fine-tune")
     p.add_argument("--pretrained", help="weights for --model NAME: any source from_pretrained takes (the head is "
