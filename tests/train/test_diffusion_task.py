@@ -267,3 +267,23 @@ def test_vae_option_errors(shapes, tiny_vae, tmp_path, capsys):
     assert main(["train", "--task", "diffusion", "--data", str(shapes), "--out", str(tmp_path / "r2"), "--vae",
                  str(tiny_vae), "--img-size", "15", "--epochs", "1"]) == 2
     assert "not a multiple of the VAE's downsampling factor 2" in capsys.readouterr().err
+
+
+def test_two_gloo_processes_train_and_validate_like_one(shapes, tmp_path, capsys):
+    """DDP under torchrun: 2 processes train a DiT; the validation loss they all-reduce (each image at its own
+    fixed timestep and noise, split over the ranks) equals one process evaluating the exported weights."""
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    run = tmp_path / "two"
+    two = subprocess.run(
+        [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29547",
+         "-m", "vitkit.cli", "train", "--task", "diffusion", "--data", str(shapes), "--out", str(run),
+         "--img-size", "16", "--epochs", "1", "--batch-size", "8", "--no-progress", "--workers", "0"],
+        capture_output=True, text=True, timeout=600, env=env)
+    assert two.returncode == 0, two.stderr[-3000:]
+    best = json.loads((run / "metrics.json").read_text())
+    assert main(["eval", "--model", str(run / "model"), "--data", str(shapes), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["val_loss"] == pytest.approx(best["val_loss"], rel=1e-5)
