@@ -159,11 +159,10 @@ def _eval_dit(model: object, args: argparse.Namespace) -> int:
 def _cmd_sample(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    import numpy as np
     from PIL import Image
 
     from .checkpoint.load import from_pretrained
-    from .diffusion import load_vae, sample, to_pixels
+    from .diffusion import draw_images, load_vae
     from .models.dit import DiT
     from .train.engine import resolve_device
     from .viz import save_sample_grid
@@ -186,15 +185,12 @@ def _cmd_sample(args: argparse.Namespace) -> int:
     labels = [c for c in wanted for _ in range(args.num)]
     dev = resolve_device(args.device)
     model = model.to(dev)
-    vae = load_vae(args.vae, device=dev) if args.vae else None
-    images = []
-    for i in range(0, len(labels), args.batch_size):
-        x = sample(model, labels[i:i + args.batch_size], cfg_scale=args.cfg_scale, steps=args.steps,
-                   method=args.method, seed=args.seed + i, device=dev, guidance_channels=args.guidance_channels)
-        images.extend(to_pixels(model, x, vae=vae).cpu().numpy())
+    images = draw_images(model, labels, batch_size=args.batch_size, seed=args.seed, device=dev,
+                         vae=load_vae(args.vae, device=dev) if args.vae else None, cfg_scale=args.cfg_scale,
+                         steps=args.steps, method=args.method, guidance_channels=args.guidance_channels)
     if args.out is not None:
         several = len(wanted) > 1
-        save_sample_grid(np.stack(images), Path(args.out), ncol=args.num if several else min(args.num, 10),
+        save_sample_grid(images, Path(args.out), ncol=args.num if several else min(args.num, 10),
                          row_labels=[names[c] for c in wanted] if several else None)
         print(f"wrote {len(images)} samples to {args.out}")
         return 0

@@ -480,6 +480,26 @@ def to_pixels(model: torch.nn.Module, samples: torch.Tensor, *, vae: Any = None)
     return x.permute(0, 2, 3, 1).cpu()
 
 
+def draw_images(model: torch.nn.Module, labels: Sequence[int], *, batch_size: int = 64, seed: int = 0,
+                vae: Any = None, device: torch.device | str | None = None,
+                progress: Callable[[int, int], None] | None = None, **sample_kwargs: Any) -> np.ndarray:
+    """uint8 images [N, H, W, C] of the class ids `labels`, drawn `batch_size` at a time (chunk i starting at
+    label i seeded with `seed + i`, so a result does not depend on what else was drawn before it) and decoded
+    with `to_pixels`; a latent model's VAE is loaded once from config.vae unless `vae` is given.
+    `sample_kwargs` go to `sample` (cfg_scale, steps, method, guidance_channels, ...); `progress(done, total)`
+    after each chunk."""
+    if vae is None and model.config.vae is not None:
+        vae = load_vae(model.config.vae, device=device)
+    labels = list(labels)
+    chunks = []
+    for i in range(0, len(labels), batch_size):
+        x = sample(model, labels[i:i + batch_size], seed=seed + i, device=device, **sample_kwargs)
+        chunks.append(to_pixels(model, x, vae=vae).numpy())
+        if progress is not None:
+            progress(min(i + batch_size, len(labels)), len(labels))
+    return np.concatenate(chunks)
+
+
 def load_vae(source: str, device: torch.device | str | None = None) -> Any:
     """A diffusers AutoencoderKL from a hub id or directory, in eval mode (diffusers imported only here)."""
     try:
@@ -499,6 +519,7 @@ __all__ = [
     "approx_standard_normal_cdf",
     "create_diffusion",
     "discretized_gaussian_log_likelihood",
+    "draw_images",
     "linear_beta_schedule",
     "load_vae",
     "mean_flat",

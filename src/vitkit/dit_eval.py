@@ -128,7 +128,7 @@ def judge_samples(model: nn.Module, classifier: nn.Module, *, per_class: int = 1
     classifier labels as the requested class), `sample_accuracy_per_class`, and with `data_dir` (an ImageFolder)
     `frechet_distance` (generated vs the real val images) and `frechet_distance_train_val` (real train vs real
     val, the floor to read it against), plus the images (`samples`, uint8) and their `sample_labels`."""
-    from .diffusion import load_vae, sample, to_pixels
+    from .diffusion import draw_images, load_vae
     from .train.engine import resolve_device
 
     _check_dit(model)
@@ -145,16 +145,10 @@ def judge_samples(model: nn.Module, classifier: nn.Module, *, per_class: int = 1
         raise VitkitError(f"the DiT has no class {unknown[0]!r}; its classes: {names[:10]}")
     dev = resolve_device(device)
     model = model.to(dev).eval()
-    vae = load_vae(c.vae, device=dev) if c.vae else None
+    vae = load_vae(c.vae, device=dev) if c.vae else None  # loaded once: decodes samples, sizes the real images
     wanted = [names.index(n) for n in chosen for _ in range(per_class)]
-    chunks = []
-    for i in range(0, len(wanted), batch_size):
-        x = sample(model, wanted[i:i + batch_size], cfg_scale=cfg_scale, steps=steps, method=method,
-                   seed=seed + i, device=dev, guidance_channels=guidance_channels)
-        chunks.append(to_pixels(model, x, vae=vae).cpu().numpy())
-        if progress is not None:
-            progress(min(i + batch_size, len(wanted)), len(wanted))
-    images = np.concatenate(chunks)
+    images = draw_images(model, wanted, batch_size=batch_size, seed=seed, vae=vae, device=dev, progress=progress,
+                         cfg_scale=cfg_scale, steps=steps, method=method, guidance_channels=guidance_channels)
     logits, feats = classify_images(classifier, images, device=dev)
     predicted = [known[j] for j in logits.argmax(-1).tolist()]
     requested = [names[j] for j in wanted]

@@ -124,16 +124,16 @@ class DiffusionTask:
     def finish(self, run_dir: Path) -> None:
         """`samples.png`: GRID_PER_CLASS guided samples for each of the first GRID_MAX_CLASSES classes."""
         from ..checkpoint.load import from_pretrained
-        from ..diffusion import sample, to_pixels
+        from ..diffusion import draw_images
         from ..viz import save_sample_grid
 
         try:
             model = from_pretrained(run_dir / "model")
             n = min(len(self.classes), GRID_MAX_CLASSES)
             labels = [c for c in range(n) for _ in range(GRID_PER_CLASS)]
-            x = sample(model, labels, cfg_scale=GRID_CFG_SCALE, steps=GRID_STEPS, method="ddim", seed=0)
-            save_sample_grid(to_pixels(model, x).cpu().numpy(), run_dir / "samples.png", ncol=GRID_PER_CLASS,
-                             row_labels=self.classes[:n])
+            images = draw_images(model, labels, batch_size=len(labels), cfg_scale=GRID_CFG_SCALE, steps=GRID_STEPS,
+                                 method="ddim")
+            save_sample_grid(images, run_dir / "samples.png", ncol=GRID_PER_CLASS, row_labels=self.classes[:n])
         except (OSError, ValueError) as e:  # a picture must never fail a finished run
             log.warning("could not draw samples.png: %s", e)
 
