@@ -80,3 +80,20 @@ def test_conv_stem_needs_a_power_of_two_patch():
     stem = ConvStem(img_size=64, patch_size=8, in_chans=3, embed_dim=8)
     with pytest.raises(VitkitError, match="smaller than one 8x8 patch"):
         stem(torch.randn(1, 3, 7, 32))
+
+
+def test_overlap_patch_embed_is_a_linear_map_of_the_window_centred_on_each_patch():
+    from vitkit.layers import OverlapPatchEmbed
+
+    torch.manual_seed(0)
+    emb = OverlapPatchEmbed(img_size=32, patch_size=8, in_chans=3, embed_dim=16)
+    x = torch.randn(2, 3, 35, 32)  # 3 rows past the last whole patch are dropped
+    tokens, grid = emb(x)
+    assert grid == (4, 4) and tokens.shape == (2, 16, 16) and emb.num_patches == 16
+    padded = torch.nn.functional.pad(x[:, :, :32], (4, 4, 4, 4))  # zeros, half a patch on every side
+    W = emb.proj.weight.reshape(16, -1)
+    for r, c in [(0, 0), (1, 2), (3, 3)]:
+        window = padded[:, :, 8 * r : 8 * r + 16, 8 * c : 8 * c + 16].reshape(2, -1)  # centred on patch (r, c)
+        torch.testing.assert_close(tokens[:, 4 * r + c], window @ W.T + emb.proj.bias, rtol=1e-5, atol=1e-5)
+    with pytest.raises(VitkitError, match="even"):
+        OverlapPatchEmbed(img_size=30, patch_size=5, in_chans=3, embed_dim=8)

@@ -4,13 +4,14 @@ from .attention import Attention
 from .block import Block, LayerScale
 from .drop import DropPath
 from .mlp import Mlp, get_activation
-from .patch_embed import ConvStem, PatchEmbed
+from .patch_embed import ConvStem, OverlapPatchEmbed, PatchEmbed
 from .pos_embed import resample_pos_embed, sincos_2d_pos_embed
 
 __all__ = [
     "Attention",
     "Block",
     "ConvStem",
+    "OverlapPatchEmbed",
     "DropPath",
     "LayerScale",
     "Mlp",

@@ -35,14 +35,18 @@ class Attention(nn.Module):
     def forward(
         self, x: torch.Tensor, key_mask: torch.Tensor | None = None, return_attention: bool = False
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """x: [B, N, C]; key_mask: [B, N] bool, True where a token may be attended to (padding False).
+        """x: [B, N, C]; key_mask: [B, N] bool, True where a token may be attended to (padding False), or
+        [B, N, N] bool, True where query row i may attend to key column j.
 
         Returns (output [B, N, C], attention probabilities [B, heads, N, N] or None).
         """
         B, N, C = x.shape
         qkv = self.qkv(x).reshape(B, N, 3, self.num_heads, self.head_dim).permute(2, 0, 3, 1, 4)
         q, k, v = qkv.unbind(0)  # each [B, heads, N, head_dim]
-        mask = None if key_mask is None else key_mask[:, None, None, :]  # [B, 1, 1, N] broadcast over queries
+        if key_mask is None or key_mask.dim() == 3:
+            mask = None if key_mask is None else key_mask[:, None]  # [B, 1, N, N] broadcast over heads
+        else:
+            mask = key_mask[:, None, None, :]  # [B, 1, 1, N] broadcast over heads and queries
         dropout_p = self.attn_drop if self.training else 0.0
         attn = None
         if return_attention:

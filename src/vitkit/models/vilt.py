@@ -28,7 +28,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..errors import CheckpointError, ConfigError
-from ..layers import ConvStem, sincos_2d_pos_embed
+from ..layers import ConvStem, OverlapPatchEmbed, sincos_2d_pos_embed
 from ..layers.mlp import get_activation
 from ._base import PretrainedModel
 from .vilt_heads import (
@@ -63,10 +63,17 @@ class ViLTConfig:
     max_image_len: int = -1  # training only: sample this many patches per image (200 in pretraining); -1: all
     pos_embed: str = "learn"  # image positions: "learn" (the original: a learned grid, resampled per image) or
     # "sincos" (fixed 2-D sin-cos of each patch's row and column, as MAE; nothing to learn, never stored)
-    patch_stem: str = "patchify"  # "patchify" (the original: one conv, kernel = stride = patch) or "conv" (early
+    patch_stem: str = "patchify"  # "patchify" (the original: one conv, kernel = stride = patch), "overlap" (the
+    # same linear map over a 2p x 2p window centred on each patch: kernel 2p, stride p) or "conv" (early
     # convolutions, Xiao et al. 2021: log2(patch) 3x3 stride-2 conv + BatchNorm + ReLU, then 1x1 to the width)
     image_embed_norm: bool = False  # LayerNorm on the patch tokens before positions are added (the text side has
     # BERT's embedding LayerNorm; this gives the image tokens the same scale)
+    image_attends_text: bool = True  # True: the original's early fusion, every token attends to every token.
+    # False: one-way fusion, image tokens attend to image tokens only (text attends to both), so an image's
+    # encoding does not depend on the text and several texts can share it: forward(..., image_index=...)
+    weight_init: str = "normal"  # from scratch: "normal" (the original: normal / truncated-normal 0.02) or
+    # "xavier" (xavier-uniform for the encoder blocks' linear layers, as timm's jax init: on small from-scratch
+    # models attention moves off uniform sooner)
     # the one transformer
     embed_dim: int = 768
     depth: int = 12
@@ -118,8 +125,10 @@ class ViLTConfig:
             raise ConfigError(f"img_size {self.img_size} is not a multiple of patch_size {self.patch_size}")
         if self.pos_embed not in ("learn", "sincos"):
             raise ConfigError(f"pos_embed must be 'learn' or 'sincos', got {self.pos_embed!r}")
-        if self.patch_stem not in ("patchify", "conv"):
-            raise ConfigError(f"patch_stem must be 'patchify' or 'conv', got {self.patch_stem!r}")
+        if self.weight_init not in ("normal", "xavier"):
+            raise ConfigError(f"weight_init must be 'normal' or 'xavier', got {self.weight_init!r}")
+        if self.patch_stem not in ("patchify", "overlap", "conv"):
+            raise ConfigError(f"patch_stem must be 'patchify', 'overlap' or 'conv', got {self.patch_stem!r}")
         if self.max_image_len == 0 or self.max_image_len < -1:
             raise ConfigError(f"max_image_len must be -1 (all patches) or positive, got {self.max_image_len}")
         classes = self.num_outputs
@@ -203,9 +212,10 @@ class ViLT(PretrainedModel):
         self.text_embeddings = TextEmbeddings(c)
         self.token_type_embeddings = nn.Embedding(c.modality_type_vocab_size, D)  # modality: text 0, image 1, 2
         self.transformer = VisionTransformer(c.vit_config())
-        if c.patch_stem == "conv":
-            self.transformer.patch_embed = ConvStem(img_size=c.img_size, patch_size=c.patch_size,
-                                                    in_chans=c.in_chans, embed_dim=D)
+        if c.patch_stem != "patchify":
+            stem = ConvStem if c.patch_stem == "conv" else OverlapPatchEmbed
+            self.transformer.patch_embed = stem(img_size=c.img_size, patch_size=c.patch_size, in_chans=c.in_chans,
+                                                embed_dim=D)
         self.image_norm = nn.LayerNorm(D, eps=c.norm_eps) if c.image_embed_norm else None
         self.pooler = Pooler(D)
         for head in c.heads:  # attribute names = the original's state-dict prefixes
@@ -227,7 +237,12 @@ class ViLT(PretrainedModel):
     # ----------------------------------------------------------------------------------------------- init
     def initialize_weights(self) -> None:
         """The original's init outside the encoder (normal(0.02) linears and embeddings, unit LayerNorms); the
-        encoder keeps timm's ViT init. A retrieval head starts from the ITM head's "match" row when both exist."""
+        encoder keeps timm's ViT init (weight_init="xavier": xavier-uniform block linears). A retrieval head
+        starts from the ITM head's "match" row when both exist."""
+        if self.config.weight_init == "xavier":
+            for m in self.transformer.blocks.modules():
+                if isinstance(m, nn.Linear):
+                    nn.init.xavier_uniform_(m.weight)
         for name, m in self.named_modules():
             if name.startswith("transformer"):
                 continue
@@ -359,9 +374,14 @@ class ViLT(PretrainedModel):
         token_type_ids: torch.Tensor | None = None,
         image_token_type_idx: int | torch.Tensor = 1,
         output_attentions: bool = False,
+        image_index: torch.Tensor | None = None,
     ) -> ViLTOutput:
-        """One image per text: the backbone outputs (no heads). image_token_type_idx: an int or [B] tensor."""
-        if pixel_values.shape[0] != input_ids.shape[0]:
+        """One image per text: the backbone outputs (no heads). image_token_type_idx: an int or [B] tensor.
+        image_index [N] (one-way fusion only): text n reads image image_index[n]; then input_ids is [N, Lt],
+        pixel_values [B, C, H, W], and image_feats / image_masks / patch_index stay per image ([B, ...])."""
+        if image_index is not None:
+            check_image_index(self.config, image_index, input_ids.shape[0], pixel_values.shape[0])
+        elif pixel_values.shape[0] != input_ids.shape[0]:
             raise ConfigError(f"{input_ids.shape[0]} texts but {pixel_values.shape[0]} images")
         text_masks = torch.ones_like(input_ids, dtype=torch.bool) if attention_mask is None else attention_mask.bool()
         text = self.text_embeddings(input_ids, token_type_ids)  # [B, Lt, D]
@@ -372,7 +392,7 @@ class ViLT(PretrainedModel):
             image = image + types[image_token_type_idx]
         else:  # [B] (NLVR2: image 1 / image 2 per row)
             image = image + self.token_type_embeddings(image_token_type_idx)[:, None]
-        return self.forward_joint(text, text_masks, image, image_masks, patch_index, output_attentions)
+        return self.forward_joint(text, text_masks, image, image_masks, patch_index, output_attentions, image_index)
 
     def forward_joint(
         self,
@@ -382,13 +402,25 @@ class ViLT(PretrainedModel):
         image_masks: torch.Tensor,
         patch_index: torch.Tensor,
         output_attentions: bool = False,
+        image_index: torch.Tensor | None = None,
     ) -> ViLTOutput:
         """The shared encoder over embedded tokens (no heads): text [B, Lt, D] from `text_embeddings` and image
         [B, 1+Li, D] from `embed_image`, each with its modality-type embedding already added, masks bool.
         `forward_features` is the embeddings + this; `vitkit.vilt_inference` calls it directly to run many texts
-        against one image embedded once."""
+        against one image embedded once. With one-way fusion (`image_attends_text=False`) the text and image
+        streams run side by side (`image_index` [N] maps texts to images; None: text b reads image b)."""
+        if not self.config.image_attends_text and not output_attentions:
+            return self._forward_one_way(text, text_masks, image, image_masks, patch_index, image_index)
+        if image_index is not None:  # one-way fusion, attention maps asked for: one joint pass per text
+            image, image_masks = image[image_index], image_masks[image_index]
+            patch_index = patch_index[image_index]
         x = torch.cat([text, image], dim=1)  # [B, Lt + 1 + Li, D]
         mask = torch.cat([text_masks, image_masks], dim=1)  # one key-padding mask over [text | image]
+        if not self.config.image_attends_text:  # image rows see image columns only: [B, L, L]
+            Lt = text.shape[1]
+            rows = torch.arange(mask.shape[1], device=mask.device)
+            may = (rows[:, None] < Lt) | (rows[None, :] >= Lt)  # [L, L]: text row, or image column
+            mask = mask[:, None, :] & may
         attentions = [] if output_attentions else None
         for blk in self.transformer.blocks:
             x, attn = blk(x, mask, output_attentions)
@@ -401,6 +433,22 @@ class ViLT(PretrainedModel):
             text_masks=text_masks, image_masks=image_masks, patch_index=patch_index, attentions=attentions,
         )
 
+    def _forward_one_way(self, text: torch.Tensor, text_masks: torch.Tensor, image: torch.Tensor,
+                         image_masks: torch.Tensor, patch_index: torch.Tensor,
+                         image_index: torch.Tensor | None) -> ViLTOutput:
+        """One-way fusion as two streams: each block runs the image tokens' self-attention on their own and the
+        text tokens' attention over [own text | their image], with the block's one set of weights. Equal to the
+        joint pass with image rows masked from text columns, but each image is encoded once however many texts
+        read it."""
+        index = torch.arange(text.shape[0], device=text.device) if image_index is None else image_index
+        for blk in self.transformer.blocks:
+            text, image = one_way_block(blk, text, text_masks, image, image_masks, index)
+        text, image = self.transformer.norm(text), self.transformer.norm(image)
+        return ViLTOutput(
+            logits=None, pooled=self.pooler(text), text_feats=text, image_feats=image,
+            text_masks=text_masks, image_masks=image_masks, patch_index=patch_index, attentions=None,
+        )
+
     def forward(
         self,
         input_ids: torch.Tensor,
@@ -411,10 +459,13 @@ class ViLT(PretrainedModel):
         *,
         image_token_type_idx: int = 1,
         output_attentions: bool = False,
+        image_index: torch.Tensor | None = None,
     ) -> ViLTOutput:
         """input_ids / attention_mask / token_type_ids [B, Lt]; pixel_values [B, 3, H, W] and pixel_mask [B, H, W]
         (num_images > 1: [B, n, 3, H, W] and [B, n, H, W]; each image pairs with the text and gets modality
-        type 1..n; all n pairs go through the encoder as one batch)."""
+        type 1..n; all n pairs go through the encoder as one batch). image_index [N] (one-way fusion,
+        `image_attends_text=False`): N texts over B images, text n about image image_index[n]; each image is
+        encoded once (e.g. all of an image's questions in one step)."""
         if pixel_values is None:
             raise ConfigError("ViLT needs pixel_values")
         n = self.config.num_images
@@ -435,7 +486,7 @@ class ViLT(PretrainedModel):
             input_ids, attention_mask, token_type_ids = rep(input_ids), rep(attention_mask), rep(token_type_ids)
             image_token_type_idx = torch.arange(1, n + 1, device=pixel_values.device).repeat(B)
         out = self.forward_features(input_ids, attention_mask, pixel_values, pixel_mask, token_type_ids,
-                                    image_token_type_idx, output_attentions)
+                                    image_token_type_idx, output_attentions, image_index)
         if n > 1:  # every field [B*n, ...] -> [B, n, ...]; NLVR2 reads the n pooled outputs side by side
             for name in ("pooled", "text_feats", "image_feats", "text_masks", "image_masks", "patch_index"):
                 t = getattr(out, name)
@@ -485,6 +536,45 @@ class ViLT(PretrainedModel):
             extra = old_types[1:2].expand(new_types.shape[0] - old_types.shape[0], -1)
             sd["token_type_embeddings.weight"] = torch.cat([old_types, extra])
         return sd
+
+
+def check_image_index(config: ViLTConfig, image_index: torch.Tensor, num_texts: int, num_images: int) -> None:
+    if config.image_attends_text:
+        raise ConfigError("image_index (several texts sharing one image's encoding) needs one-way fusion: "
+                          "image_attends_text=False; with early fusion each text changes the image tokens")
+    if config.num_images != 1:
+        raise ConfigError("image_index works with one image per example (num_images=1)")
+    if image_index.dim() != 1 or image_index.shape[0] != num_texts:
+        raise ConfigError(f"image_index must be [{num_texts}] (one image per text), got {tuple(image_index.shape)}")
+    if num_texts and (int(image_index.min()) < 0 or int(image_index.max()) >= num_images):
+        raise ConfigError(f"image_index values must lie in [0, {num_images}); got {image_index.tolist()[:8]}...")
+
+
+def one_way_block(blk: nn.Module, text: torch.Tensor, text_masks: torch.Tensor, image: torch.Tensor,
+                  image_masks: torch.Tensor, index: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """One pre-norm block (`layers.Block`'s weights) over text [N, Lt, D] and image [B, Li, D] tokens: image
+    queries attend to their image's tokens; text n's queries attend to [its text | image index[n]]."""
+    attn = blk.attn
+    H, hd = attn.num_heads, attn.head_dim
+    drop = attn.attn_drop if blk.training else 0.0
+
+    def heads(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        b, n, _ = x.shape
+        return attn.qkv(x).reshape(b, n, 3, H, hd).permute(2, 0, 3, 1, 4).unbind(0)  # each [b, H, n, hd]
+
+    qt, kt, vt = heads(blk.norm1(text))
+    qi, ki, vi = heads(blk.norm1(image))
+    hi = F.scaled_dot_product_attention(qi, ki, vi, attn_mask=image_masks[:, None, None, :], dropout_p=drop)
+    k, v = torch.cat([kt, ki[index]], dim=2), torch.cat([vt, vi[index]], dim=2)
+    mask = torch.cat([text_masks, image_masks[index]], dim=1)[:, None, None, :]
+    ht = F.scaled_dot_product_attention(qt, k, v, attn_mask=mask, dropout_p=drop)
+
+    def finish(x: torch.Tensor, h: torch.Tensor) -> torch.Tensor:
+        h = attn.proj_drop(attn.proj(h.transpose(1, 2).flatten(2)))
+        x = x + blk.drop_path1(blk.ls1(h))
+        return x + blk.drop_path2(blk.ls2(blk.mlp(blk.norm2(x))))
+
+    return finish(text, ht), finish(image, hi)
 
 
 __all__ = ["TASKS", "TextEmbeddings", "ViLT", "ViLTConfig", "ViLTOutput"]

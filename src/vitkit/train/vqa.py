@@ -63,16 +63,42 @@ class VQADataset(Dataset):
         return len(self.image_rows)
 
     def __getitem__(self, i: int) -> dict[str, Any]:
-        image = self.store[self.image_rows[i]]
+        return {"image": self.load_image(self.image_rows[i]), **self.question(i)}
+
+    def load_image(self, row: int) -> torch.Tensor:
+        image = self.store[row]
         if self.randaugment is not None:
             from PIL import Image
 
             pil = self.randaugment(Image.fromarray(image.permute(1, 2, 0).numpy()))
             image = torch.from_numpy(np.asarray(pil).transpose(2, 0, 1).copy())
+        return image
+
+    def question(self, i: int) -> dict[str, Any]:
         row = self.text_rows[i]
         ids = self.texts.ids[row, : int(self.texts.lengths[row])]
-        return {"image": image, "ids": ids, "targets": self.targets[i], "accuracy": self.accuracy[i],
-                "type": int(self.types[i])}
+        return {"ids": ids, "targets": self.targets[i], "accuracy": self.accuracy[i], "type": int(self.types[i])}
+
+
+class ImageGroups(Dataset):
+    """A VQADataset regrouped by image: item g is one image (decoded and augmented once) with all its
+    questions, for models with one-way fusion, which encode each image once for all the texts that read it."""
+
+    def __init__(self, questions: VQADataset) -> None:
+        groups: dict[int, list[int]] = {}
+        for i, row in enumerate(questions.image_rows):
+            groups.setdefault(row, []).append(i)
+        self.questions = questions
+        self.rows, self.members = list(groups), list(groups.values())
+        self.in_memory = questions.in_memory
+        self.num_questions = len(questions)
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def __getitem__(self, g: int) -> dict[str, Any]:
+        return {"image": self.questions.load_image(self.rows[g]),
+                "questions": [self.questions.question(i) for i in self.members[g]]}
 
 
 class VQATask:
@@ -99,6 +125,10 @@ class VQATask:
 
     def collate(self, items: list[dict[str, Any]]) -> dict[str, Any]:
         pixels, pixel_mask = normalize_pad([it["image"] for it in items], self.image_config)
+        image_index = None
+        if items and "questions" in items[0]:  # ImageGroups: questions sharing an image point to it
+            image_index = torch.tensor([g for g, it in enumerate(items) for _ in it["questions"]])
+            items = [q for it in items for q in it["questions"]]
         ids, text_mask = pad_ids([it["ids"] for it in items])
         targets = torch.zeros(len(items), len(self.answers))
         for b, it in enumerate(items):
@@ -111,15 +141,21 @@ class VQATask:
             idx, val = it["accuracy"]
             acc_idx[b, : len(idx)] = idx
             acc_val[b, : len(idx)] = val
-        return {"pixel_values": pixels, "pixel_mask": pixel_mask, "input_ids": ids, "attention_mask": text_mask,
-                "targets": targets, "acc_idx": acc_idx, "acc_val": acc_val,
-                "types": torch.tensor([it["type"] for it in items])}
+        batch = {"pixel_values": pixels, "pixel_mask": pixel_mask, "input_ids": ids, "attention_mask": text_mask,
+                 "targets": targets, "acc_idx": acc_idx, "acc_val": acc_val,
+                 "types": torch.tensor([it["type"] for it in items])}
+        if image_index is not None:
+            batch["image_index"] = image_index
+        return batch
 
     @staticmethod
     def _inputs(batch: dict[str, Any], device: torch.device) -> dict[str, torch.Tensor]:
-        return {"input_ids": batch["input_ids"].to(device), "attention_mask": batch["attention_mask"].to(device),
-                "pixel_values": batch["pixel_values"].to(device, non_blocking=True),
-                "pixel_mask": batch["pixel_mask"].to(device, non_blocking=True)}
+        inputs = {"input_ids": batch["input_ids"].to(device), "attention_mask": batch["attention_mask"].to(device),
+                  "pixel_values": batch["pixel_values"].to(device, non_blocking=True),
+                  "pixel_mask": batch["pixel_mask"].to(device, non_blocking=True)}
+        if "image_index" in batch:
+            inputs["image_index"] = batch["image_index"].to(device)
+        return inputs
 
     def train_step(self, model: nn.Module, batch: dict[str, Any], ctx: StepContext) -> tuple[torch.Tensor, dict]:
         logits = model(**self._inputs(batch, ctx.device)).logits.float()
@@ -171,6 +207,20 @@ class VQATask:
 
 
 # ---------------------------------------------------------------------------------------------------- set-up
+def images_per_batch(cfg: Any, groups: ImageGroups) -> Any:
+    """--batch-size counts questions; with questions grouped by image a step takes whole images: the batch
+    becomes the number of images holding about that many questions (a multiple of processes x accumulation)."""
+    import os
+    from dataclasses import replace
+
+    per_step = int(os.environ.get("WORLD_SIZE", "1")) * cfg.accum_steps
+    per_image = groups.num_questions / max(1, len(groups))
+    images = max(per_step, round(cfg.batch_size / per_image / per_step) * per_step)
+    log.info("vqa: questions grouped by image (one-way fusion encodes each image once): batch %d questions -> "
+             "%d images x %.1f questions", cfg.batch_size, images, per_image)
+    return replace(cfg, batch_size=images)
+
+
 def build_vilt(spec: str, *, overrides: dict[str, Any], pretrained: str | None, init_from: str | None) -> nn.Module:
     """A ViLT for a training task: a registered name (random init, `init_from` a ViT for the encoder, or
     `pretrained` weights), or any from_pretrained ViLT source. `overrides` set the task head."""
@@ -264,6 +314,9 @@ def setup(*, task: str, data: Path, model: str, pretrained: str | None, init_fro
     val_set = load_vqa_data(data, pcfg, tokenizer, split="val2014", answers=answers,
                             skip_bad_images=skip_bad_images, questions=val_q)
     log.info("vqa: %d train / %d val questions, %d answers", len(train_set), len(val_set), len(answers))
+    if not net.config.image_attends_text:  # one-way fusion: each image encoded once for all its questions
+        train_set, val_set = ImageGroups(train_set), ImageGroups(val_set)
+        cfg = images_per_batch(cfg, train_set)
     task_obj = VQATask(answers=answers, processor=ViltProcessor(pcfg, tokenizer), augment_rng=augment_rng,
                        loss=cfg.vqa_loss)
     return net, train_set, val_set, task_obj, cfg
