@@ -1,8 +1,8 @@
 """VQA training, vitkit against Hugging Face transformers' ViltForQuestionAnswering: same size, data, batch and
 number of optimizer steps, one process, one machine. Prints both sides' wall time and validation VQA accuracy.
 
-    python benchmarks/vqa_hf.py                           # generated scenes (3000 train / 500 val images), 2 epochs
-    python benchmarks/vqa_hf.py --data scenes --epochs 2 --batch-size 64 --threads 1 --json vqa_hf.json
+    python benchmarks/vqa_hf.py                           # generated scenes (3000 train / 500 val images), 4 epochs
+    python benchmarks/vqa_hf.py --data scenes --epochs 4 --json vqa_hf.json   # as docs/benchmarks.md records
     python benchmarks/vqa_hf.py --quick                   # 200 train / 50 val images, 1 epoch: checks the script
 
 The two sides:
@@ -64,7 +64,7 @@ from torch.utils.data import DataLoader
 from vitkit.data.scenes import generate_vqa_scenes
 from vitkit.data.vqa import VQAMetrics, load_vqa_split, questions_file
 from vitkit.train import vqa as vqa_train
-from vitkit.train.config import TrainConfig
+from vitkit.train.config import TrainConfig, vl_batch_size
 from vitkit.train.distributed import DistInfo
 from vitkit.train.engine import StepContext, Trainer, amp_dtype, resolve_device
 from vitkit.train.launch import DEFAULT_MODELS
@@ -426,8 +426,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                    "when it holds no questions files (default: a temporary folder)")
     p.add_argument("--num-train", type=int, help="generated train images (default 3000; --quick 200)")
     p.add_argument("--num-val", type=int, help="generated val images (default 500; --quick 50)")
-    p.add_argument("--epochs", type=int, help="epochs for both sides (default 2; --quick 1)")
-    p.add_argument("--batch-size", type=int, default=64, help="batch size for both sides (default 64)")
+    p.add_argument("--epochs", type=int, help="epochs for both sides (default 4; --quick 1)")
+    p.add_argument("--batch-size", type=int, default=None,
+                   help="questions per step for both sides (default: vitkit's, 128 from scratch)")
     p.add_argument("--threads", type=int, help="torch.set_num_threads (default: torch's)")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N (both sides)")
     p.add_argument("--seed", type=int, default=0, help="seed for the data generation, both models and the order")
@@ -445,8 +446,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     if args.num_val is None:
         args.num_val = 50 if args.quick else 500
     if args.epochs is None:
-        args.epochs = 1 if args.quick else 2
-    if args.epochs < 1 or args.batch_size < 1 or args.num_train < 1 or args.num_val < 1:
+        args.epochs = 1 if args.quick else 4
+    if args.epochs < 1 or (args.batch_size is not None and args.batch_size < 1) or args.num_train < 1 \
+            or args.num_val < 1:
         p.error("--epochs, --batch-size, --num-train and --num-val must be >= 1")
     return args
 
@@ -494,7 +496,8 @@ def _run(args: argparse.Namespace, stack: contextlib.ExitStack, hf_version: str)
     vocab_size = task.processor.tokenizer.vocab_size
     if vocab_size != c.vocab_size:
         raise SystemExit(f"error: tokenizer vocabulary {vocab_size} != model vocabulary {c.vocab_size}")
-    batch = min(resolved.batch_size, len(train_set))
+    batch = min(resolved.batch_size, len(train_set))  # dataset items: questions, or images holding them
+    resolved_questions = cfg.batch_size if cfg.batch_size is not None else vl_batch_size("vqa", False)
     shared = {
         "cfg": cfg, "resolved": resolved, "net": net, "task": task, "data": data,
         "train_set": train_set, "val_set": val_set, "device": device, "amp": amp_dtype(resolved, device),
@@ -527,9 +530,12 @@ def _run(args: argparse.Namespace, stack: contextlib.ExitStack, hf_version: str)
         "ratios": {"time_vitkit_over_hf": time_ratio, "accuracy_diff": acc_diff,
                    "goal_met": bool(acc_diff >= 0 and time_ratio < 1)},
         "config": {"data": str(data), "generated": generated, "num_train_images": args.num_train if generated else None,
-                   "num_val_images": args.num_val if generated else None, "train_questions": len(train_set),
-                   "val_questions": len(val_set), "answers": len(task.answers), "epochs": resolved.epochs,
-                   "batch_size": batch, "seed": args.seed, "quick": args.quick, "order": " then ".join(order)},
+                   "num_val_images": args.num_val if generated else None,
+                   "train_questions": getattr(train_set, "num_questions", len(train_set)),
+                   "val_questions": getattr(val_set, "num_questions", len(val_set)), "train_items": len(train_set),
+                   "answers": len(task.answers), "epochs": resolved.epochs,
+                   "batch_size": batch, "batch_questions": resolved_questions, "seed": args.seed,
+                   "quick": args.quick, "order": " then ".join(order)},
         "machine": {"device": str(device), "threads": torch.get_num_threads(), "torch": torch.__version__,
                     "transformers": hf_version, "python": platform.python_version(), "platform": platform.platform(),
                     "cpu_count": os.cpu_count(),

@@ -44,10 +44,14 @@ def test_vqa_hf_quick_runs_both_sides_alike(tmp_path, capsys):
             assert 0.0 <= side[key] <= 1.0, (side["side"], key, side[key])
         assert side["wall_s"] > 0 and side["samples_per_s"] > 0 and side["params"] > 0
         assert 0 <= side["eval_s"] < side["wall_s"] and side["io_s"] >= 0
-        assert side["steps"] == side["planned_steps"] > 0 and side["batch_size"] == 32
+        assert side["steps"] == side["planned_steps"] > 0 and side["batch_size"] == result["config"]["batch_size"]
         assert side["rescore_matches"], side["rescored"]  # the string-based official scorer agrees
-    assert sides[0]["steps"] == sides[1]["steps"] == result["config"]["train_questions"] // 32
-    assert sides[0]["params"] == sides[1]["params"]  # same architecture, same size
+    cfg = result["config"]
+    assert cfg["batch_questions"] == 32 and cfg["train_questions"] == 7 * cfg["train_items"] == 7 * 96
+    assert cfg["batch_size"] == round(32 / 7)  # one-way fusion: whole images of 7 questions per step
+    assert sides[0]["steps"] == sides[1]["steps"] == cfg["train_items"] // cfg["batch_size"]
+    # the same sizes; vitkit's preset embeds each 8x8 patch from a 16x16 window: 3 x 128 x (256 - 64) more weights
+    assert sides[0]["params"] - sides[1]["params"] == 3 * 128 * (16 * 16 - 8 * 8)
     hf = result["hf"]["hf_config"]
     assert (hf["hidden_size"], hf["num_hidden_layers"], hf["num_attention_heads"], hf["intermediate_size"],
             hf["image_size"], hf["patch_size"], hf["max_position_embeddings"]) == (128, 4, 4, 512, 64, 8, 40)

@@ -332,7 +332,7 @@ def build_parser() -> argparse.ArgumentParser:
             "DiT that draws digits, judged by the first model.")
     p.add_argument("--out", default="vitkit-demo", help="directory for the trained model (default: %(default)s)")
     p.add_argument("--epochs", type=_positive_int, default=30, help="training epochs (default: %(default)s)")
-    p.add_argument("--vilt-epochs", type=int, default=6, help="epochs of the ViLT part on generated scenes; 0 skips "
+    p.add_argument("--vilt-epochs", type=int, default=20, help="epochs of the ViLT part on generated scenes; 0 skips "
                    "it (default: %(default)s)")
     p.add_argument("--dit-epochs", type=int, default=20, help="epochs of the DiT part on the digits; 0 skips it "
                    "(default: %(default)s)")

@@ -41,7 +41,7 @@ def evaluate_vilt(model: nn.Module, data_dir: str | Path, *, batch_size: int = 6
     with torch.no_grad():
         if task == "vqa":
             from .data.vqa import load_vqa_split
-            from .train.vqa import VQATask, load_vqa_data
+            from .train.vqa import ImageGroups, VQATask, load_vqa_data
 
             answers = list(model.config.labels or ())
             if not answers:
@@ -49,6 +49,9 @@ def evaluate_vilt(model: nn.Module, data_dir: str | Path, *, batch_size: int = 6
             ds = load_vqa_data(data_dir, processor.config, processor.tokenizer, split="val2014", answers=answers,
                                skip_bad_images=skip_bad_images, questions=load_vqa_split(data_dir, "val2014"))
             t: Any = VQATask(answers=answers, processor=processor)
+            if not model.config.image_attends_text:  # one-way fusion: each image encoded once for its questions
+                ds = ImageGroups(ds)
+                batch_size = max(1, round(batch_size * len(ds) / ds.num_questions))
             metrics = t.evaluate(model, DataLoader(ds, batch_size=batch_size, collate_fn=t.collate), ctx)
         elif task == "nlvr2":
             from .data.nlvr2 import load_nlvr2
