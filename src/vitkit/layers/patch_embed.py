@@ -35,7 +35,7 @@ class PatchEmbed(nn.Module):
         return x.flatten(2).transpose(1, 2), grid  # [B, gh*gw, D]
 
 
-class OverlapPatchEmbed(nn.Module):
+class OverlapPatchEmbed(PatchEmbed):
     """A linear map of the 2p x 2p window centred on each p x p patch (a convolution with kernel 2p, stride p,
     zero padding p/2): the same grid as `PatchEmbed`, but each token also sees half a patch of its neighbours
     on every side, so an object cut by patch borders is seen whole by the tokens around it. Like
@@ -44,26 +44,21 @@ class OverlapPatchEmbed(nn.Module):
     def __init__(
         self, *, img_size: int | tuple[int, int], patch_size: int | tuple[int, int], in_chans: int, embed_dim: int
     ) -> None:
-        super().__init__()
-        self.img_size = to_2tuple(img_size)
-        self.patch_size = to_2tuple(patch_size)
-        if self.patch_size[0] % 2 or self.patch_size[1] % 2:
-            raise VitkitError(f"an overlapping patch embedding needs even patch sides, got {self.patch_size}")
-        self.grid_size = (self.img_size[0] // self.patch_size[0], self.img_size[1] // self.patch_size[1])
-        self.num_patches = self.grid_size[0] * self.grid_size[1]
+        super().__init__(img_size=img_size, patch_size=patch_size, in_chans=in_chans, embed_dim=embed_dim)
         ph, pw = self.patch_size
+        if ph % 2 or pw % 2:
+            raise VitkitError(f"an overlapping patch embedding needs even patch sides, got {self.patch_size}")
         self.proj = nn.Conv2d(in_chans, embed_dim, kernel_size=(2 * ph, 2 * pw), stride=(ph, pw),
                               padding=(ph // 2, pw // 2))
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, tuple[int, int]]:
-        """x: [B, C, H, W] -> (tokens [B, gh*gw, D], (gh, gw)) with gh = H // patch (pixels past it dropped)."""
+        """x: [B, C, H, W] -> (tokens [B, gh*gw, D], (gh, gw)) with gh = H // patch (pixels past it dropped,
+        so the last windows see zero padding, not them)."""
         H, W = x.shape[-2:]
         ph, pw = self.patch_size
-        if H < ph or W < pw:
-            raise VitkitError(f"input {H}x{W} is smaller than one {ph}x{pw} patch")
-        x = self.proj(x[..., : H - H % ph, : W - W % pw])  # [B, D, gh, gw]
-        grid = (x.shape[-2], x.shape[-1])
-        return x.flatten(2).transpose(1, 2), grid
+        if H >= ph and W >= pw:
+            x = x[..., : H - H % ph, : W - W % pw]
+        return super().forward(x)
 
 
 class ConvStem(nn.Module):
