@@ -95,3 +95,6 @@ def test_one_way_model_trains_on_grouped_questions_end_to_end(scenes, tmp_path):
     assert best["num_questions"] == 30 and 0.0 <= best["val_vqa_accuracy"] <= 1.0
     steps = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines() if '"loss"' in line]
     assert len(steps) == 10  # 40 images / 4 images (12 questions) per step
+    from vitkit.train.engine import _batch_len
+
+    assert _batch_len({"pixel_values": torch.zeros(4, 3, 8, 8), "image_index": torch.arange(12) // 3}) == 12

@@ -424,6 +424,8 @@ def _batch_len(batch: Any) -> int:
     if isinstance(batch, (list, tuple)):
         return _batch_len(batch[0])
     if isinstance(batch, dict):
+        if "image_index" in batch:  # texts sharing images (one-way ViLT): count the texts, not the images
+            return len(batch["image_index"])
         return _batch_len(next(iter(batch.values())))
     return len(batch)
 
