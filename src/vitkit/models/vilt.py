@@ -440,9 +440,8 @@ class ViLT(PretrainedModel):
         text tokens' attention over [own text | their image], with the block's one set of weights. Equal to the
         joint pass with image rows masked from text columns, but each image is encoded once however many texts
         read it."""
-        index = torch.arange(text.shape[0], device=text.device) if image_index is None else image_index
         for blk in self.transformer.blocks:
-            text, image = one_way_block(blk, text, text_masks, image, image_masks, index)
+            text, image = one_way_block(blk, text, text_masks, image, image_masks, image_index)
         text, image = self.transformer.norm(text), self.transformer.norm(image)
         return ViLTOutput(
             logits=None, pooled=self.pooler(text), text_feats=text, image_feats=image,
@@ -546,14 +545,18 @@ def check_image_index(config: ViLTConfig, image_index: torch.Tensor, num_texts: 
         raise ConfigError("image_index works with one image per example (num_images=1)")
     if image_index.dim() != 1 or image_index.shape[0] != num_texts:
         raise ConfigError(f"image_index must be [{num_texts}] (one image per text), got {tuple(image_index.shape)}")
-    if num_texts and (int(image_index.min()) < 0 or int(image_index.max()) >= num_images):
+    # the value check reads the tensor on the host: done for CPU tensors only, so a GPU step never waits on it
+    # (out-of-range indices still fail there, in the gather)
+    if num_texts and image_index.device.type == "cpu" and (int(image_index.min()) < 0
+                                                          or int(image_index.max()) >= num_images):
         raise ConfigError(f"image_index values must lie in [0, {num_images}); got {image_index.tolist()[:8]}...")
 
 
 def one_way_block(blk: nn.Module, text: torch.Tensor, text_masks: torch.Tensor, image: torch.Tensor,
-                  image_masks: torch.Tensor, index: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+                  image_masks: torch.Tensor, index: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
     """One pre-norm block (`layers.Block`'s weights) over text [N, Lt, D] and image [B, Li, D] tokens: image
-    queries attend to their image's tokens; text n's queries attend to [its text | image index[n]]."""
+    queries attend to their image's tokens; text n's queries attend to [its text | image index[n]] (index
+    None: text n reads image n, no gather)."""
     attn = blk.attn
     H, hd = attn.num_heads, attn.head_dim
     drop = attn.attn_drop if blk.training else 0.0
@@ -565,8 +568,10 @@ def one_way_block(blk: nn.Module, text: torch.Tensor, text_masks: torch.Tensor, 
     qt, kt, vt = heads(blk.norm1(text))
     qi, ki, vi = heads(blk.norm1(image))
     hi = F.scaled_dot_product_attention(qi, ki, vi, attn_mask=image_masks[:, None, None, :], dropout_p=drop)
-    k, v = torch.cat([kt, ki[index]], dim=2), torch.cat([vt, vi[index]], dim=2)
-    mask = torch.cat([text_masks, image_masks[index]], dim=1)[:, None, None, :]
+    if index is not None:  # each text's image: keys, values and mask gathered per text
+        ki, vi, image_masks = ki[index], vi[index], image_masks[index]
+    k, v = torch.cat([kt, ki], dim=2), torch.cat([vt, vi], dim=2)
+    mask = torch.cat([text_masks, image_masks], dim=1)[:, None, None, :]
     ht = F.scaled_dot_product_attention(qt, k, v, attn_mask=mask, dropout_p=drop)
 
     def finish(x: torch.Tensor, h: torch.Tensor) -> torch.Tensor:
