@@ -50,8 +50,12 @@ def test_vqa_hf_quick_runs_both_sides_alike(tmp_path, capsys):
     assert cfg["batch_questions"] == 32 and cfg["train_questions"] == 7 * cfg["train_items"] == 7 * 96
     assert cfg["batch_size"] == round(32 / 7)  # one-way fusion: whole images of 7 questions per step
     assert sides[0]["steps"] == sides[1]["steps"] == cfg["train_items"] // cfg["batch_size"]
-    # the same sizes; vitkit's preset embeds each 8x8 patch from a 16x16 window: 3 x 128 x (256 - 64) more weights
-    assert sides[0]["params"] - sides[1]["params"] == 3 * 128 * (16 * 16 - 8 * 8)
+    # the same sizes; vitkit's preset embeds each 8x8 patch from a 16x16 window (3 x 128 x (256 - 64) more
+    # weights) plus a conv branch (ConvStem 3 -> 32 -> 64 -> 128 channels, 1x1 to 128)
+    from vitkit.layers import ConvStem
+
+    conv = sum(p.numel() for p in ConvStem(img_size=64, patch_size=8, in_chans=3, embed_dim=128).parameters())
+    assert sides[0]["params"] - sides[1]["params"] == 3 * 128 * (16 * 16 - 8 * 8) + conv
     hf = result["hf"]["hf_config"]
     assert (hf["hidden_size"], hf["num_hidden_layers"], hf["num_attention_heads"], hf["intermediate_size"],
             hf["image_size"], hf["patch_size"], hf["max_position_embeddings"]) == (128, 4, 4, 512, 64, 8, 40)

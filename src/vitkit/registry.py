@@ -177,9 +177,9 @@ register(
     "vilt_nano_patch8_64",
     ViLTConfig(task="vqa", img_size=64, patch_size=8, embed_dim=128, depth=4, num_heads=4, mlp_ratio=4.0,
                shorter_edge=64, longer_edge=106, size_divisor=8, mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5),
-               image_attends_text=False, patch_stem="overlap", weight_init="xavier"),
-    "CPU preset: ViLT for 64x64 scenes, 8x8 patches (16x16 windows), width 128, 4 layers, one-way fusion "
-    "(each image encoded once for all its questions), xavier init (the vqa task's default)",
+               image_attends_text=False, patch_stem="overlap_conv", weight_init="xavier"),
+    "CPU preset: ViLT for 64x64 scenes, 8x8 patches (16x16 windows plus a conv stem), width 128, 4 layers, "
+    "one-way fusion (each image encoded once for all its questions), xavier init (the vqa task's default)",
 )
 
 # DiT (Peebles & Xie 2022), under the official names: class-conditional latent diffusion on 32x32x4 Stable

@@ -375,7 +375,12 @@ def score_embedded_pairs(
         im, tx = im.to(image.device), tx.to(image.device)
         # Text embeddings are a table look-up + LayerNorm: recomputed per batch rather than held for all texts.
         text = model.text_embeddings(ids[tx, :L], None if segments is None else segments[tx, :L]) + text_type
-        out = model.forward_joint(text, text_masks[tx, :L].bool(), image[im], image_masks[im], patch_index[im])
+        if model.config.image_attends_text:
+            out = model.forward_joint(text, text_masks[tx, :L].bool(), image[im], image_masks[im], patch_index[im])
+        else:  # one-way fusion: the batch's few images are encoded once each, not once per pair
+            ims, inv = im.unique(return_inverse=True)
+            out = model.forward_joint(text, text_masks[tx, :L].bool(), image[ims], image_masks[ims], patch_index[ims],
+                                      image_index=inv)
         logits = score_head(out.pooled).float()
         flat[where] = (logits[:, 0] if head == "retrieval" else logits.softmax(-1)[:, 1]).cpu()
     return flat.view(I, T)

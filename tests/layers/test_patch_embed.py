@@ -97,3 +97,28 @@ def test_overlap_patch_embed_is_a_linear_map_of_the_window_centred_on_each_patch
         torch.testing.assert_close(tokens[:, 4 * r + c], window @ W.T + emb.proj.bias, rtol=1e-5, atol=1e-5)
     with pytest.raises(VitkitError, match="even"):
         OverlapPatchEmbed(img_size=30, patch_size=5, in_chans=3, embed_dim=8)
+
+
+def test_overlap_conv_embed_starts_as_the_overlap_stem_and_adds_the_conv_branch():
+    from vitkit.layers import ConvStem, OverlapConvEmbed, OverlapPatchEmbed
+
+    torch.manual_seed(0)
+    emb = OverlapConvEmbed(img_size=32, patch_size=8, in_chans=3, embed_dim=16)
+    plain = OverlapPatchEmbed(img_size=32, patch_size=8, in_chans=3, embed_dim=16)
+    plain.load_state_dict({k: v for k, v in emb.state_dict().items() if not k.startswith("conv.")})
+    x = torch.randn(2, 3, 35, 37)  # pixels past the last whole patch are dropped by both branches
+    tokens, grid = emb(x)
+    ref, ref_grid = plain(x)
+    assert grid == ref_grid == (4, 4) and emb.num_patches == 16 and isinstance(emb.conv, ConvStem)
+    torch.testing.assert_close(tokens, ref)  # the conv branch's projection starts at zero
+    # ... yet it learns: the zero projection gets a gradient, and once non-zero the branch adds its tokens
+    tokens.square().sum().backward()
+    assert emb.conv.proj.weight.grad.abs().sum() > 0
+    torch.nn.init.normal_(emb.conv.proj.weight)
+    emb.eval()
+    with torch.no_grad():
+        shape, shape_grid = emb.conv(x)
+        assert shape_grid == grid and shape.abs().sum() > 0
+        torch.testing.assert_close(emb(x)[0], plain(x)[0] + shape)
+    with pytest.raises(VitkitError, match="power-of-two"):
+        OverlapConvEmbed(img_size=36, patch_size=6, in_chans=3, embed_dim=8)

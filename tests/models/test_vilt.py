@@ -172,9 +172,12 @@ def test_sincos_positions_are_each_patch_own_row_and_column():
     assert tokens[1, 1:][~inside.flatten()].abs().max() == 0 and masks[1].sum() == 1 + 12
 
 
-@pytest.mark.parametrize("overrides", [{"patch_stem": "conv"}, {"pos_embed": "sincos", "image_embed_norm": True}])
+@pytest.mark.parametrize("overrides", [{"patch_stem": "conv"}, {"patch_stem": "overlap_conv"},
+                                       {"pos_embed": "sincos", "image_embed_norm": True}])
 def test_image_embedding_options_train_and_round_trip(overrides, tmp_path):
     model = small(**overrides).train()
+    if overrides.get("patch_stem") == "overlap_conv":  # its conv branch's projection starts at zero: as after a step
+        torch.nn.init.normal_(model.transformer.patch_embed.conv.proj.weight, std=0.02)
     ids, am, px, pm = batch()
     out = model(input_ids=ids, attention_mask=am, pixel_values=px, pixel_mask=pm)
     assert out.image_feats.shape == (2, 1 + 30, 32)

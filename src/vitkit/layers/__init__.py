@@ -4,7 +4,7 @@ from .attention import Attention
 from .block import Block, LayerScale
 from .drop import DropPath
 from .mlp import Mlp, get_activation
-from .patch_embed import ConvStem, OverlapPatchEmbed, PatchEmbed
+from .patch_embed import ConvStem, OverlapConvEmbed, OverlapPatchEmbed, PatchEmbed
 from .pos_embed import resample_pos_embed, sincos_2d_pos_embed
 
 __all__ = [
@@ -14,6 +14,7 @@ __all__ = [
     "DropPath",
     "LayerScale",
     "Mlp",
+    "OverlapConvEmbed",
     "OverlapPatchEmbed",
     "PatchEmbed",
     "get_activation",

@@ -1,6 +1,6 @@
 """Patch embedding: a convolution with kernel = stride = patch size, i.e. a linear map of each flattened patch;
-`OverlapPatchEmbed`, the same linear map over a window twice the patch, centred on it; or `ConvStem`, a few
-stride-2 3x3 convolutions to the same grid (Xiao et al. 2021)."""
+`OverlapPatchEmbed`, the same linear map over a window twice the patch, centred on it; `ConvStem`, a few
+stride-2 3x3 convolutions to the same grid (Xiao et al. 2021); or `OverlapConvEmbed`, the sum of the two."""
 
 from __future__ import annotations
 
@@ -97,3 +97,27 @@ class ConvStem(nn.Module):
         x = self.proj(self.stem(x[..., : H - H % p, : W - W % p]))  # [B, D, gh, gw]
         grid = (x.shape[-2], x.shape[-1])
         return x.flatten(2).transpose(1, 2), grid
+
+
+class OverlapConvEmbed(OverlapPatchEmbed):
+    """`OverlapPatchEmbed` plus a `ConvStem` branch, summed per token. The linear window keeps each patch's colour
+    linear in its token; the early convolutions add local shape (edges, corners, curvature), which a single
+    linear map of raw pixels learns slowly. On its own a BatchNorm+ReLU stem learned counting fast but lost the
+    colour questions; summed, a model gets both. The conv branch's final 1x1 projection starts at zero, so a new
+    model starts as the overlap stem and grows the shape path as training needs it. Same grid, attributes and
+    `forward` contract as `PatchEmbed` (a square power-of-two patch, as `ConvStem`)."""
+
+    def __init__(
+        self, *, img_size: int | tuple[int, int], patch_size: int | tuple[int, int], in_chans: int, embed_dim: int
+    ) -> None:
+        super().__init__(img_size=img_size, patch_size=patch_size, in_chans=in_chans, embed_dim=embed_dim)
+        self.conv = ConvStem(img_size=img_size, patch_size=patch_size, in_chans=in_chans, embed_dim=embed_dim)
+        nn.init.zeros_(self.conv.proj.weight)
+        nn.init.zeros_(self.conv.proj.bias)
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, tuple[int, int]]:
+        """x: [B, C, H, W] -> (tokens [B, gh*gw, D], (gh, gw)), gh = H // patch (pixels past it dropped)."""
+        tokens, grid = super().forward(x)
+        shape, _ = self.conv(x)
+        return tokens + shape, grid
+

@@ -28,7 +28,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..errors import CheckpointError, ConfigError
-from ..layers import ConvStem, OverlapPatchEmbed, sincos_2d_pos_embed
+from ..layers import ConvStem, OverlapConvEmbed, OverlapPatchEmbed, sincos_2d_pos_embed
 from ..layers.mlp import get_activation
 from ._base import PretrainedModel
 from .vilt_heads import (
@@ -66,6 +66,8 @@ class ViLTConfig:
     patch_stem: str = "patchify"  # "patchify" (the original: one conv, kernel = stride = patch), "overlap" (the
     # same linear map over a 2p x 2p window centred on each patch: kernel 2p, stride p) or "conv" (early
     # convolutions, Xiao et al. 2021: log2(patch) 3x3 stride-2 conv + BatchNorm + ReLU, then 1x1 to the width)
+    # or "overlap_conv" (both summed: the overlap window's linear colour path plus the conv stem's shape path,
+    # the conv branch starting at zero; layers.OverlapConvEmbed)
     image_embed_norm: bool = False  # LayerNorm on the patch tokens before positions are added (the text side has
     # BERT's embedding LayerNorm; this gives the image tokens the same scale)
     image_attends_text: bool = True  # True: the original's early fusion, every token attends to every token.
@@ -127,8 +129,9 @@ class ViLTConfig:
             raise ConfigError(f"pos_embed must be 'learn' or 'sincos', got {self.pos_embed!r}")
         if self.weight_init not in ("normal", "xavier"):
             raise ConfigError(f"weight_init must be 'normal' or 'xavier', got {self.weight_init!r}")
-        if self.patch_stem not in ("patchify", "overlap", "conv"):
-            raise ConfigError(f"patch_stem must be 'patchify', 'overlap' or 'conv', got {self.patch_stem!r}")
+        if self.patch_stem not in ("patchify", "overlap", "conv", "overlap_conv"):
+            raise ConfigError("patch_stem must be 'patchify', 'overlap', 'conv' or 'overlap_conv', "
+                              f"got {self.patch_stem!r}")
         if self.max_image_len == 0 or self.max_image_len < -1:
             raise ConfigError(f"max_image_len must be -1 (all patches) or positive, got {self.max_image_len}")
         classes = self.num_outputs
@@ -213,7 +216,7 @@ class ViLT(PretrainedModel):
         self.token_type_embeddings = nn.Embedding(c.modality_type_vocab_size, D)  # modality: text 0, image 1, 2
         self.transformer = VisionTransformer(c.vit_config())
         if c.patch_stem != "patchify":
-            stem = ConvStem if c.patch_stem == "conv" else OverlapPatchEmbed
+            stem = {"conv": ConvStem, "overlap": OverlapPatchEmbed, "overlap_conv": OverlapConvEmbed}[c.patch_stem]
             self.transformer.patch_embed = stem(img_size=c.img_size, patch_size=c.patch_size, in_chans=c.in_chans,
                                                 embed_dim=D)
         self.image_norm = nn.LayerNorm(D, eps=c.norm_eps) if c.image_embed_norm else None
@@ -459,12 +462,15 @@ class ViLT(PretrainedModel):
         image_token_type_idx: int = 1,
         output_attentions: bool = False,
         image_index: torch.Tensor | None = None,
+        mlm_mask: torch.Tensor | None = None,
     ) -> ViLTOutput:
         """input_ids / attention_mask / token_type_ids [B, Lt]; pixel_values [B, 3, H, W] and pixel_mask [B, H, W]
         (num_images > 1: [B, n, 3, H, W] and [B, n, H, W]; each image pairs with the text and gets modality
         type 1..n; all n pairs go through the encoder as one batch). image_index [N] (one-way fusion,
         `image_attends_text=False`): N texts over B images, text n about image image_index[n]; each image is
-        encoded once (e.g. all of an image's questions in one step)."""
+        encoded once (e.g. all of an image's questions in one step). mlm_mask [B, Lt] bool: the MLM head runs
+        only where it is True (its logits [K, V] for the K masked positions, row-major) instead of on every
+        text token: the head's 30,522-way projection costs more per token than a small encoder."""
         if pixel_values is None:
             raise ConfigError("ViLT needs pixel_values")
         n = self.config.num_images
@@ -492,15 +498,15 @@ class ViLT(PretrainedModel):
                 setattr(out, name, t.reshape(-1, n, *t.shape[1:]))
             heads = {"nlvr2": self.nlvr2_classifier(out.pooled.flatten(1))}  # [B, n*D] -> [B, answers]
         else:
-            heads = {h: self._run_head(h, out) for h in self.config.heads}
+            heads = {h: self._run_head(h, out, mlm_mask) for h in self.config.heads}
         if self.config.task != "backbone":
             out.logits = heads.pop(self.config.task)
         out.extra_logits = heads
         return out
 
-    def _run_head(self, head: str, out: ViLTOutput) -> torch.Tensor:
-        if head == "mlm":
-            return self.mlm_score(out.text_feats)  # [B, Lt, V]
+    def _run_head(self, head: str, out: ViLTOutput, mlm_mask: torch.Tensor | None = None) -> torch.Tensor:
+        if head == "mlm":  # [B, Lt, V], or [K, V] at the K positions of mlm_mask
+            return self.mlm_score(out.text_feats if mlm_mask is None else out.text_feats[mlm_mask])
         return getattr(self, HEAD_ATTRS[head])(out.pooled)  # itm [B, 2], vqa [B, answers], retrieval [B, 1]
 
     # ------------------------------------------------------------------------------------ loading helpers

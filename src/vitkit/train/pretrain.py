@@ -9,6 +9,11 @@
 Each loss is logged (metrics.jsonl `mlm_loss`, `itm_loss`, `wpa_loss`) and plotted. Validation reports ITM and
 MLM accuracy and zero-shot retrieval R@1 from the ITM head on up to `EVAL_IMAGES` validation images.
 
+With one-way fusion (`image_attends_text=False`) the captions are grouped by image (`CaptionGroups`; --batch-size
+still counts captions) and one encoder pass serves both objectives: every image is encoded once for its masked
+captions, its unmasked captions and the captions that get it as their negative. The MLM head runs only at the
+masked positions (its 30,522-way projection costs more per token than a small encoder).
+
 `--task retrieval`: the rank head (initialised from the ITM head's match row) scores each caption's image
 against `NEGATIVES` = 15 other captions; cross-entropy over the 16 scores. Validation: text and image
 retrieval R@1/5/10 over up to `EVAL_IMAGES` images and all their captions, each image embedded once.
@@ -24,7 +29,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torch.utils.data import DataLoader
+from torch.utils.data import DataLoader, Dataset
 
 from ..data.vl import CaptionPairs, normalize_pad, pad_ids, whole_word_mask
 from ..models.vilt import ViLT
@@ -65,13 +70,44 @@ def other_image(image_rows: torch.Tensor) -> torch.Tensor:
     return pick
 
 
+class CaptionGroups(Dataset):
+    """CaptionPairs regrouped by image: item g is one image with all its captions, for models with one-way fusion
+    (`image_attends_text=False`), which encode each image once for every text that reads it."""
+
+    def __init__(self, pairs: CaptionPairs) -> None:
+        groups: dict[int, list[int]] = {}
+        for k, (i, _) in enumerate(pairs.pairs):
+            groups.setdefault(i, []).append(k)
+        self.pairs = pairs
+        self.rows, self.members = list(groups), list(groups.values())
+        self.in_memory = pairs.in_memory
+        self.num_texts = len(pairs)
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def __getitem__(self, g: int) -> dict[str, Any]:
+        texts = [self.pairs[k] for k in self.members[g]]
+        image = texts[0]["image"]
+        return {"image": image, "texts": [{k: v for k, v in t.items() if k != "image"} for t in texts]}
+
+
 def collate_pairs(items: list[dict[str, Any]], processor: ViltProcessor) -> dict[str, Any]:
+    """(image, caption) items -> a batch; CaptionGroups items -> one copy of each image, every caption pointing to
+    its image by `image_index`."""
     pixels, pixel_mask = normalize_pad([it["image"] for it in items], processor.config)
+    image_index = None
+    if items and "texts" in items[0]:
+        image_index = torch.tensor([g for g, it in enumerate(items) for _ in it["texts"]])
+        items = [t for it in items for t in it["texts"]]
     ids, text_mask = pad_ids([it["ids"] for it in items])
     word_ids, _ = pad_ids([it["word_ids"] for it in items], pad_id=-1)
-    return {"pixel_values": pixels, "pixel_mask": pixel_mask, "input_ids": ids, "attention_mask": text_mask,
-            "word_ids": word_ids, "image_rows": torch.tensor([it["image_row"] for it in items]),
-            "text_rows": torch.tensor([it["text_row"] for it in items])}
+    batch = {"pixel_values": pixels, "pixel_mask": pixel_mask, "input_ids": ids, "attention_mask": text_mask,
+             "word_ids": word_ids, "image_rows": torch.tensor([it["image_row"] for it in items]),
+             "text_rows": torch.tensor([it["text_row"] for it in items])}
+    if image_index is not None:
+        batch["image_index"] = image_index
+    return batch
 
 
 def recall_at(scores: torch.Tensor, text_image: torch.Tensor, ks: Sequence[int] = (1, 5, 10)) -> dict[str, float]:
@@ -141,28 +177,42 @@ class PretrainTask:
                 generator: torch.Generator | None) -> dict[str, torch.Tensor]:
         ids, tmask, word_ids = batch["input_ids"], batch["attention_mask"], batch["word_ids"]
         pixels, pmask, image_rows = batch["pixel_values"], batch["pixel_mask"], batch["image_rows"]
+        image_index = batch.get("image_index")  # grouped captions (one-way fusion): text -> its image in `pixels`
         B = ids.shape[0]
-        # MLM: masked words, true image
+        own = image_index if image_index is not None else torch.arange(B)
+        # MLM: masked words, true image; the head runs at the masked positions only
         masked, labels = whole_word_mask(ids, word_ids, tmask, vocab_size=self.vocab_size, mask_token_id=self.mask_id,
                                          special_ids=self.special, generator=generator)
-        out = model(input_ids=masked.to(device), attention_mask=tmask.to(device), pixel_values=pixels.to(device),
-                    pixel_mask=pmask.to(device))
-        mlm_logits = out.extra_logits["mlm"].float()  # [B, L, V]
-        labels = labels.to(device)
-        mlm_loss = F.cross_entropy(mlm_logits.flatten(0, 1), labels.flatten(), ignore_index=-100)
+        targets = labels != -100
         # ITM: half the pairs get another image of the batch (a match after all only if the batch has one image)
         order = torch.randperm(B, generator=generator)
         negative = torch.zeros(B, dtype=torch.bool)
         negative[order[: B - B // 2]] = True
-        take = torch.where(negative, other_image(image_rows), torch.arange(B))
-        itm_labels = (image_rows[take] == image_rows).long()
-        out = model(input_ids=ids.to(device), attention_mask=tmask.to(device), pixel_values=pixels[take].to(device),
-                    pixel_mask=pmask[take].to(device))
-        itm_logits = out.logits.float()
-        itm_labels = itm_labels.to(device)
+        source = torch.where(negative, other_image(image_rows), torch.arange(B))  # the pair whose image text b gets
+        itm_labels = (image_rows[source] == image_rows).long().to(device)
+        take = own[source]  # that image's index in `pixels`
+        if image_index is not None:  # one pass: the images are encoded once for the MLM and the ITM texts
+            out = model(input_ids=torch.cat([masked, ids]).to(device), attention_mask=tmask.repeat(2, 1).to(device),
+                        pixel_values=pixels.to(device), pixel_mask=pmask.to(device),
+                        image_index=torch.cat([own, take]).to(device),
+                        mlm_mask=torch.cat([targets, torch.zeros_like(targets)]).to(device))
+            mlm_logits, itm_logits = out.extra_logits["mlm"].float(), out.logits[B:].float()
+            text_feats, text_masks = out.text_feats[B:], out.text_masks[B:]
+            take = take.to(device)
+            image_feats, image_masks = out.image_feats[take], out.image_masks[take]
+        else:
+            out = model(input_ids=masked.to(device), attention_mask=tmask.to(device), pixel_values=pixels.to(device),
+                        pixel_mask=pmask.to(device), mlm_mask=targets.to(device))
+            mlm_logits = out.extra_logits["mlm"].float()
+            out = model(input_ids=ids.to(device), attention_mask=tmask.to(device), pixel_values=pixels[take].to(device),
+                        pixel_mask=pmask[take].to(device), mlm_mask=torch.zeros_like(targets).to(device))
+            itm_logits = out.logits.float()
+            text_feats, text_masks, image_feats, image_masks = (out.text_feats, out.text_masks, out.image_feats,
+                                                                out.image_masks)
+        labels = labels[targets].to(device)  # [K], row-major like the head's logits
+        mlm_loss = F.cross_entropy(mlm_logits, labels)
         itm_loss = F.cross_entropy(itm_logits, itm_labels)
-        dist, _ = word_patch_alignment(out.text_feats.float(), out.image_feats.float(), out.text_masks,
-                                       out.image_masks)
+        dist, _ = word_patch_alignment(text_feats.float(), image_feats.float(), text_masks, image_masks)
         match = itm_labels.bool()
         wpa_loss = (dist[match].sum() - dist[~match].sum()) / B
         return {"mlm_loss": mlm_loss, "itm_loss": itm_loss, "wpa_loss": wpa_loss, "_mlm_logits": mlm_logits,
@@ -183,9 +233,8 @@ class PretrainTask:
                 parts = self._losses(model, batch, ctx.device, g)
             for k in ("mlm_loss", "itm_loss", "wpa_loss"):
                 sums[k] += parts[k].item()
-            keep = parts["_labels"] != -100
-            sums["mlm_correct"] += (parts["_mlm_logits"].argmax(-1)[keep] == parts["_labels"][keep]).sum().item()
-            sums["mlm_count"] += keep.sum().item()
+            sums["mlm_correct"] += (parts["_mlm_logits"].argmax(-1) == parts["_labels"]).sum().item()
+            sums["mlm_count"] += len(parts["_labels"])
             sums["itm_correct"] += (parts["_itm_logits"].argmax(-1) == parts["_itm_labels"]).sum().item()
             sums["n"] += len(parts["_itm_labels"])
             sums["batches"] += 1
@@ -236,10 +285,13 @@ class RetrievalTask:
         pos = [batch["input_ids"][b, : int(batch["attention_mask"][b].sum())] for b in range(B)]
         texts = [t for b in range(B) for t in (pos[b], *neg[b * K : (b + 1) * K])]  # [B * (1 + K)] image-major
         ids, tmask = pad_ids(texts)
-        pixels = batch["pixel_values"].repeat_interleave(1 + K, dim=0)
-        pmask = batch["pixel_mask"].repeat_interleave(1 + K, dim=0)
+        pixels, pmask = batch["pixel_values"], batch["pixel_mask"]
+        if _unwrap(model).config.image_attends_text:  # early fusion: an image copy per text
+            pixels, pmask, extra = pixels.repeat_interleave(1 + K, dim=0), pmask.repeat_interleave(1 + K, dim=0), {}
+        else:  # one-way fusion: each image encoded once for its 1 + K texts
+            extra = {"image_index": torch.arange(B).repeat_interleave(1 + K).to(device)}
         out = model(input_ids=ids.to(device), attention_mask=tmask.to(device), pixel_values=pixels.to(device),
-                    pixel_mask=pmask.to(device))
+                    pixel_mask=pmask.to(device), **extra)
         scores = out.logits.float().view(B, 1 + K)
         return F.cross_entropy(scores, torch.zeros(B, dtype=torch.long, device=device)), {}
 
@@ -291,6 +343,13 @@ def setup(*, task: str, data: Path, model: str, pretrained: str | None, init_fro
              len(train_images), len(val_images))
     if task == "pretrain":
         task_obj: Any = PretrainTask(processor=processor, val_set=val_set)
+        if not net.config.image_attends_text:  # one-way fusion: an image's captions share one encoding
+            from .vqa import images_per_batch
+
+            train_set = CaptionGroups(train_set)
+            cfg = images_per_batch(cfg, train_set, what="captions")
+            val_groups: Any = CaptionGroups(val_set)
+            return net, train_set, val_groups, task_obj, cfg
     else:
         task_obj = RetrievalTask(processor=processor, train_set=train_set, val_set=val_set)
     return net, train_set, val_set, task_obj, cfg

@@ -9,6 +9,7 @@ min(1, matches / 3)), overall and per answer type, computed with a per-question 
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -31,17 +32,55 @@ ANSWER_TYPES = ("yes/no", "number", "other")
 ANSWER_MIN_COUNT = 9  # ViLT: answers given >= 9 times over train + val annotations (3,129 for VQAv2)
 
 
+MIRROR_WORDS = (("left", "right"),)  # the words a horizontal flip turns into each other
+
+
+class TextMirror:
+    """What a horizontal flip does to a question: the mirrored image of "what color is the leftmost object?" is
+    asked "... the rightmost object?", and an answer "left" becomes "right".
+
+    Token ids: the word pieces of `MIRROR_WORDS` swap (WordPiece starts "leftmost", "left-hand" with the piece
+    "left", so whole words and their compounds swap alike). Answers: each vocabulary answer maps to the answer
+    with those words swapped; `answer_map[i]` is -1 when that answer is not in the vocabulary, and a question
+    with such an answer is not mirrored (`can_mirror`)."""
+
+    def __init__(self, tokenizer: Any, answers: Sequence[str]) -> None:
+        vocab = tokenizer.get_vocab()
+        self.token_map = torch.arange(len(vocab))
+        for a, b in MIRROR_WORDS:
+            if a in vocab and b in vocab:
+                self.token_map[vocab[a]], self.token_map[vocab[b]] = vocab[b], vocab[a]
+        swap = {a: b for pair in MIRROR_WORDS for a, b in (pair, pair[::-1])}
+        pattern = re.compile(r"\b(" + "|".join(map(re.escape, swap)) + r")")
+        index = {a: i for i, a in enumerate(answers)}
+        self.answer_map = torch.tensor(
+            [index.get(pattern.sub(lambda m: swap[m.group(1)], a), -1) for a in answers], dtype=torch.long)
+
+    def ids(self, ids: torch.Tensor) -> torch.Tensor:
+        return self.token_map[ids]
+
+    def can_mirror(self, answer_indices: torch.Tensor) -> bool:
+        return bool((self.answer_map[answer_indices] >= 0).all())
+
+    def answers(self, indices: torch.Tensor) -> torch.Tensor:
+        return self.answer_map[indices]
+
+
 class VQADataset(Dataset):
     """Questions about images -> dict items (image uint8, token ids, soft targets, accuracy table, answer type).
 
     Each question's accuracy table lists the official accuracy of every vocabulary answer an annotator gave
     (any other prediction scores 0), so evaluating an argmax is a lookup.
+
+    `hflip` (with `mirror` and `rng`): the probability of a horizontal flip, the question and its answers
+    mirrored with it (`TextMirror`); an image whose questions cannot all be mirrored is never flipped.
     """
 
     in_memory = True  # decoded images and tokenised text live in memory; workers would only copy them
 
     def __init__(self, questions: Sequence[Any], store: ImageStore, image_rows: Sequence[int],
-                 texts: TokenizedTexts, answers: Sequence[str], *, randaugment: RandAugment | None = None) -> None:
+                 texts: TokenizedTexts, answers: Sequence[str], *, randaugment: RandAugment | None = None,
+                 hflip: float = 0.0, mirror: TextMirror | None = None, rng: Rng | None = None) -> None:
         from ..data.vqa import soft_targets, sparse_accuracy_table
 
         index = {a: i for i, a in enumerate(answers)}
@@ -58,26 +97,43 @@ class VQADataset(Dataset):
         table = sparse_accuracy_table(kept, answers)
         real = table.indices >= 0
         self.accuracy = [(table.indices[k][real[k]], table.values[k][real[k]]) for k in range(len(kept))]
+        if hflip and mirror is None:
+            raise ValueError("hflip needs a TextMirror (a flipped image changes questions about left and right)")
+        self.hflip, self.mirror, self.rng = hflip, mirror, rng if rng is not None else Rng()
+        self.mirrorable = (torch.tensor([mirror.can_mirror(torch.cat([t[0], a[0]]))
+                                         for t, a in zip(self.targets, self.accuracy, strict=True)], dtype=torch.bool)
+                           if mirror is not None else torch.zeros(len(kept), dtype=torch.bool))
 
     def __len__(self) -> int:
         return len(self.image_rows)
 
     def __getitem__(self, i: int) -> dict[str, Any]:
-        return {"image": self.load_image(self.image_rows[i]), **self.question(i)}
+        flip = self.draw_flip([i])
+        return {"image": self.load_image(self.image_rows[i], flip=flip), **self.question(i, mirrored=flip)}
 
-    def load_image(self, row: int) -> torch.Tensor:
+    def draw_flip(self, questions: Sequence[int]) -> bool:
+        """Whether to flip the image these questions share (never when one of them cannot be mirrored)."""
+        return (self.hflip > 0 and self.rng.random() < self.hflip
+                and bool(self.mirrorable[torch.as_tensor(questions, dtype=torch.long)].all()))
+
+    def load_image(self, row: int, *, flip: bool = False) -> torch.Tensor:
         image = self.store[row]
         if self.randaugment is not None:
             from PIL import Image
 
             pil = self.randaugment(Image.fromarray(image.permute(1, 2, 0).numpy()))
             image = torch.from_numpy(np.asarray(pil).transpose(2, 0, 1).copy())
-        return image
+        return image.flip(-1) if flip else image
 
-    def question(self, i: int) -> dict[str, Any]:
+    def question(self, i: int, *, mirrored: bool = False) -> dict[str, Any]:
         row = self.text_rows[i]
         ids = self.texts.ids[row, : int(self.texts.lengths[row])]
-        return {"ids": ids, "targets": self.targets[i], "accuracy": self.accuracy[i], "type": int(self.types[i])}
+        targets, accuracy = self.targets[i], self.accuracy[i]
+        if mirrored:
+            ids = self.mirror.ids(ids)
+            targets = (self.mirror.answers(targets[0]), targets[1])
+            accuracy = (self.mirror.answers(accuracy[0]), accuracy[1])
+        return {"ids": ids, "targets": targets, "accuracy": accuracy, "type": int(self.types[i])}
 
 
 class ImageGroups(Dataset):
@@ -91,14 +147,15 @@ class ImageGroups(Dataset):
         self.questions = questions
         self.rows, self.members = list(groups), list(groups.values())
         self.in_memory = questions.in_memory
-        self.num_questions = len(questions)
+        self.num_texts = self.num_questions = len(questions)
 
     def __len__(self) -> int:
         return len(self.rows)
 
     def __getitem__(self, g: int) -> dict[str, Any]:
-        return {"image": self.questions.load_image(self.rows[g]),
-                "questions": [self.questions.question(i) for i in self.members[g]]}
+        flip = self.questions.draw_flip(self.members[g])
+        return {"image": self.questions.load_image(self.rows[g], flip=flip),
+                "questions": [self.questions.question(i, mirrored=flip) for i in self.members[g]]}
 
 
 class VQATask:
@@ -207,17 +264,18 @@ class VQATask:
 
 
 # ---------------------------------------------------------------------------------------------------- set-up
-def images_per_batch(cfg: Any, groups: ImageGroups) -> Any:
-    """--batch-size counts questions; with questions grouped by image a step takes whole images: the batch
-    becomes the number of images holding about that many questions (a multiple of processes x accumulation)."""
+def images_per_batch(cfg: Any, groups: Any, what: str = "questions") -> Any:
+    """--batch-size counts texts (questions, captions); with texts grouped by image (`groups`: ImageGroups,
+    CaptionGroups) a step takes whole images: the batch becomes the number of images holding about that many
+    texts (a multiple of processes x accumulation)."""
     import os
     from dataclasses import replace
 
     per_step = int(os.environ.get("WORLD_SIZE", "1")) * cfg.accum_steps
-    per_image = groups.num_questions / max(1, len(groups))
+    per_image = groups.num_texts / max(1, len(groups))
     images = max(per_step, round(cfg.batch_size / per_image / per_step) * per_step)
-    log.info("vqa: questions grouped by image (one-way fusion encodes each image once): batch %d questions -> "
-             "%d images x %.1f questions", cfg.batch_size, images, per_image)
+    log.info("%s grouped by image (one-way fusion encodes each image once): batch %d %s -> %d images x %.1f %s",
+             what, cfg.batch_size, what, images, per_image, what)
     return replace(cfg, batch_size=images)
 
 
@@ -245,7 +303,7 @@ def build_vilt(spec: str, *, overrides: dict[str, Any], pretrained: str | None, 
 
 def load_vqa_data(data: Path, processor_config: ViltProcessorConfig, tokenizer: Any, *, split: str,
                   answers: Sequence[str], randaugment: RandAugment | None = None, skip_bad_images: bool = False,
-                  questions: Sequence[Any] | None = None) -> VQADataset:
+                  questions: Sequence[Any] | None = None, hflip: float = 0.0, rng: Rng | None = None) -> VQADataset:
     """One split of a VQAv2-layout folder as a VQADataset (images decoded once when they fit in memory)."""
     from ..data.vl import describe_bad
     from ..data.vqa import load_vqa_split
@@ -257,7 +315,8 @@ def load_vqa_data(data: Path, processor_config: ViltProcessorConfig, tokenizer: 
     if store.bad:
         log.warning("%s: %s", split, describe_bad(store.bad))
     texts = TokenizedTexts.build([q.question for q in qs], tokenizer, processor_config.max_length)
-    return VQADataset(qs, store, [row_of[q.image_path] for q in qs], texts, answers, randaugment=randaugment)
+    return VQADataset(qs, store, [row_of[q.image_path] for q in qs], texts, answers, randaugment=randaugment,
+                      hflip=hflip, mirror=TextMirror(tokenizer, answers) if hflip else None, rng=rng)
 
 
 def vilt_overrides(cfg: Any, img_size: int | None, **head: Any) -> dict[str, Any]:
@@ -310,7 +369,7 @@ def setup(*, task: str, data: Path, model: str, pretrained: str | None, init_fro
     augment_rng = Rng(torch.Generator().manual_seed(cfg.seed))
     randaugment = vl_randaugment(cfg.randaugment, pcfg, augment_rng)
     train_set = load_vqa_data(data, pcfg, tokenizer, split="train2014", answers=answers, randaugment=randaugment,
-                              skip_bad_images=skip_bad_images, questions=train_q)
+                              skip_bad_images=skip_bad_images, questions=train_q, hflip=cfg.hflip, rng=augment_rng)
     val_set = load_vqa_data(data, pcfg, tokenizer, split="val2014", answers=answers,
                             skip_bad_images=skip_bad_images, questions=val_q)
     log.info("vqa: %d train / %d val questions, %d answers", len(train_set), len(val_set), len(answers))
