@@ -526,11 +526,13 @@ class ViLT(PretrainedModel):
                 log.info("dropping the checkpoint's %s head (%s): not built for task=%r", head, attr, self.config.task)
                 sd = {k: v for k, v in sd.items() if k not in keys}
             elif attr in mine and not keys:
-                log.info("%s head (%s) is not in the checkpoint: freshly initialised", head, attr)
                 sd.update({k: v for k, v in fresh.items() if k.startswith(attr + ".")})
                 if head == "retrieval" and "itm_score.fc.weight" in state_dict:
+                    log.info("retrieval head (rank_output) initialised from the checkpoint's ITM 'match' row")
                     sd["rank_output.weight"] = state_dict["itm_score.fc.weight"][1:2].clone()
                     sd["rank_output.bias"] = state_dict["itm_score.fc.bias"][1:2].clone()
+                else:
+                    log.info("%s head (%s) is not in the checkpoint: freshly initialised", head, attr)
             elif attr in mine and any(sd[k].shape != fresh[k].shape for k in keys if k in fresh):
                 log.info("%s head (%s): output size changed, last layer freshly initialised", head, attr)
                 sd.update({k: v for k, v in fresh.items() if k.startswith(attr + ".3.")})
