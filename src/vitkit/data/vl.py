@@ -117,6 +117,15 @@ def pad_ids(rows: Sequence[torch.Tensor], pad_id: int = 0) -> tuple[torch.Tensor
     return ids, mask
 
 
+def group_by_image(image_rows: Sequence[int]) -> tuple[list[int], list[list[int]]]:
+    """(distinct image rows in first-seen order, the indices of the texts about each): how one-way ViLT batches
+    regroup texts (questions, captions) so that each image is encoded once for all of them."""
+    groups: dict[int, list[int]] = {}
+    for i, row in enumerate(image_rows):
+        groups.setdefault(row, []).append(i)
+    return list(groups), list(groups.values())
+
+
 @dataclass
 class TokenizedTexts:
     """Texts tokenised once: ids [N, L] padded to the longest, lengths [N], word_ids [N, L] (-1 on specials)."""

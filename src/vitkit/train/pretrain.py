@@ -31,7 +31,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
-from ..data.vl import CaptionPairs, normalize_pad, pad_ids, whole_word_mask
+from ..data.vl import CaptionPairs, group_by_image, normalize_pad, pad_ids, whole_word_mask
 from ..models.vilt import ViLT
 from ..ot import word_patch_alignment
 from ..processing import ViltProcessor
@@ -75,11 +75,8 @@ class CaptionGroups(Dataset):
     (`image_attends_text=False`), which encode each image once for every text that reads it."""
 
     def __init__(self, pairs: CaptionPairs) -> None:
-        groups: dict[int, list[int]] = {}
-        for k, (i, _) in enumerate(pairs.pairs):
-            groups.setdefault(i, []).append(k)
         self.pairs = pairs
-        self.rows, self.members = list(groups), list(groups.values())
+        self.rows, self.members = group_by_image([i for i, _ in pairs.pairs])
         self.in_memory = pairs.in_memory
         self.num_texts = len(pairs)
 

@@ -21,7 +21,7 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
 from ..data.randaugment import RandAugment, Rng
-from ..data.vl import ImageStore, TokenizedTexts, normalize_pad, pad_ids
+from ..data.vl import ImageStore, TokenizedTexts, group_by_image, normalize_pad, pad_ids
 from ..processing import ViltProcessor, ViltProcessorConfig
 from ..vilt_inference import processor_config_for
 from .engine import StepContext, all_reduce_metrics
@@ -141,11 +141,8 @@ class ImageGroups(Dataset):
     questions, for models with one-way fusion, which encode each image once for all the texts that read it."""
 
     def __init__(self, questions: VQADataset) -> None:
-        groups: dict[int, list[int]] = {}
-        for i, row in enumerate(questions.image_rows):
-            groups.setdefault(row, []).append(i)
         self.questions = questions
-        self.rows, self.members = list(groups), list(groups.values())
+        self.rows, self.members = group_by_image(questions.image_rows)
         self.in_memory = questions.in_memory
         self.num_texts = self.num_questions = len(questions)
 
