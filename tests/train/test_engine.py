@@ -40,6 +40,8 @@ def test_train_writes_everything_and_eval_predict_agree(digits16, tmp_path, caps
         assert (out / name).is_file(), name
     lines = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
     assert any("loss" in r and "lr" in r for r in lines) and any("val_top1" in r for r in lines)
+    clock = [r["elapsed_s"] for r in lines if "val_top1" in r]  # wall time at each epoch's end
+    assert len(clock) == 2 and 0 < clock[0] < clock[1]
 
     model = vitkit.from_pretrained(out / "model")
     assert model.config.labels == tuple(str(i) for i in range(10)) and model.config.in_chans == 1
@@ -104,6 +106,7 @@ def test_interrupted_run_resumes_to_the_same_weights(digits16, tmp_path, how):
             assert proc.returncode == 130, err
             saved = torch.load(out / STATE_FILE, map_location="cpu", weights_only=True)
             assert saved["run"]["epoch"] == 1 and saved["run"]["step_in_epoch"] > 0
+            assert saved["run"]["elapsed_s"] > saved["run"]["history"][0]["elapsed_s"] > 0  # part of epoch 2 counted
         else:
             _wait_for(lambda: (out / STATE_FILE).exists(), 300)
             os.kill(proc.pid, signal.SIGKILL)
@@ -115,6 +118,8 @@ def test_interrupted_run_resumes_to_the_same_weights(digits16, tmp_path, how):
     assert resumed.returncode == 0, resumed.stderr
     a, b = weights(tmp_path / "straight"), weights(out)
     assert all(torch.equal(a[k], b[k]) for k in a)
+    clock = [r["elapsed_s"] for r in torch.load(out / STATE_FILE, weights_only=True)["run"]["history"]]
+    assert clock == sorted(clock) and len(clock) == 3  # the wall clock carries on across the resume
 
 
 def test_two_gloo_processes_match_one_process(digits16, tmp_path):

@@ -68,6 +68,7 @@ class RunState:
     global_step: int = 0
     best: dict[str, Any] = field(default_factory=dict)
     history: list[dict[str, Any]] = field(default_factory=list)
+    elapsed_s: float = 0.0  # wall time spent training and evaluating, summed over resumes
 
 
 def resolve_device(name: str) -> torch.device:
@@ -213,7 +214,7 @@ class Trainer:
             if self._tb is not None:  # step lines go under train/, epoch lines (validation metrics) under val/
                 group = "train" if "lr" in record else "val"
                 for k, v in record.items():
-                    if k not in ("epoch", "step") and isinstance(v, (int, float)):
+                    if k not in ("epoch", "step", "elapsed_s") and isinstance(v, (int, float)):
                         self._tb.add_scalar(f"{group}/{k}", v, record["step"])
                 self._tb.flush()
 
@@ -250,11 +251,13 @@ class Trainer:
                      self.task.name, n / 1e6, len(self.train_set), len(self.val_set), self.global_batch,
                      self.dist.world_size, self.cfg.accum_steps, self.micro_batch, self.total_steps,
                      self.device, f", {self.amp}" if self.amp else "")
+        self._clock = time.perf_counter()
         try:
             with _GracefulInterrupt() as interrupt, _out_of_memory_advice(self):
                 while st.epoch < cfg.epochs:
                     finished = self._train_epoch(interrupt)
                     if not finished:
+                        self._tick()
                         self._checkpoint()
                         raise KeyboardInterrupt
                     self._end_epoch()
@@ -267,6 +270,13 @@ class Trainer:
             if self._tb is not None:
                 self._tb.close()
             cleanup_distributed()
+
+    def _tick(self) -> float:
+        """Add the wall time since the last call to the run's elapsed time (kept in checkpoints)."""
+        now = time.perf_counter()
+        self.state.elapsed_s += now - self._clock
+        self._clock = now
+        return self.state.elapsed_s
 
     def _step_seed(self) -> int:
         return self.cfg.seed * 7919 + self.state.global_step * 104729 + self.dist.rank
@@ -379,13 +389,14 @@ class Trainer:
         record = {"epoch": st.epoch + 1, "step": st.global_step, **_public(results["model"])}
         if "ema" in results:
             record.update({f"ema_{k}": v for k, v in _public(results["ema"]).items()})
+        record["elapsed_s"] = round(self._tick(), 2)
         self._log(record)
         st.history.append(record)
         if self.dist.is_main:
             summary = "  ".join(f"{k} {v:.4f}" for k, v in results["model"].items() if isinstance(v, float))
             if "ema" in results:
                 summary += f"  (EMA {key} {results['ema'][key]:.4f})"
-            log.info("epoch %d/%d  %s", st.epoch + 1, self.cfg.epochs, summary)
+            log.info("epoch %d/%d  %s  [%s]", st.epoch + 1, self.cfg.epochs, summary, _clock_text(record["elapsed_s"]))
         if not st.best or sign * results[pick][key] > sign * st.best.get(key, -sign * math.inf):
             st.best = {**_public(results[pick]), "epoch": st.epoch + 1, "weights": pick}
             if self.dist.is_main:
@@ -413,6 +424,11 @@ def _out_of_memory_advice(trainer: Trainer) -> Iterator[None]:
             f"({type(e).__name__}); use a smaller --batch-size, or keep the batch and split it with "
             f"--accum-steps {2 * trainer.cfg.accum_steps} (or --amp bf16 on a GPU). The last checkpoint is kept."
         ) from e
+
+
+def _clock_text(seconds: float) -> str:
+    minutes, secs = divmod(round(seconds), 60)
+    return f"{minutes}m{secs:02d}s"
 
 
 def _public(metrics: dict[str, Any]) -> dict[str, Any]:
