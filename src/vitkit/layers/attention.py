@@ -33,29 +33,47 @@ class Attention(nn.Module):
         self.proj_drop = nn.Dropout(proj_drop)
 
     def forward(
-        self, x: torch.Tensor, key_mask: torch.Tensor | None = None, return_attention: bool = False
+        self, x: torch.Tensor, key_mask: torch.Tensor | None = None, return_attention: bool = False,
+        num_queries: int | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
         """x: [B, N, C]; key_mask: [B, N] bool, True where a token may be attended to (padding False), or
-        [B, N, N] bool, True where query row i may attend to key column j.
+        [B, N, N] bool, True where query row i may attend to key column j. `num_queries`: compute the output of
+        the first Q tokens only (every token still serves as key and value), e.g. the [CLS] token in the last
+        block of a classifier.
 
-        Returns (output [B, N, C], attention probabilities [B, heads, N, N] or None).
+        Returns (output [B, Q, C], attention probabilities [B, heads, Q, N] or None), Q = num_queries or N.
         """
         B, N, C = x.shape
-        qkv = self.qkv(x).reshape(B, N, 3, self.num_heads, self.head_dim).permute(2, 0, 3, 1, 4)
-        q, k, v = qkv.unbind(0)  # each [B, heads, N, head_dim]
+        if num_queries is None or num_queries >= N:
+            qkv = self.qkv(x).reshape(B, N, 3, self.num_heads, self.head_dim).permute(2, 0, 3, 1, 4)
+            q, k, v = qkv.unbind(0)  # each [B, heads, N, head_dim]
+        else:
+            q, k, v = self._split_qkv(x, num_queries)
+        Q = q.shape[2]
         if key_mask is None or key_mask.dim() == 3:
-            mask = None if key_mask is None else key_mask[:, None]  # [B, 1, N, N] broadcast over heads
+            mask = None if key_mask is None else key_mask[:, None, :Q]  # [B, 1, Q, N] broadcast over heads
         else:
             mask = key_mask[:, None, None, :]  # [B, 1, 1, N] broadcast over heads and queries
         dropout_p = self.attn_drop if self.training else 0.0
         attn = None
         if return_attention:
-            scores = (q * self.scale) @ k.transpose(-2, -1)  # [B, heads, N, N]
+            scores = (q * self.scale) @ k.transpose(-2, -1)  # [B, heads, Q, N]
             if mask is not None:
                 scores = scores.masked_fill(~mask, float("-inf"))
             attn = scores.float().softmax(dim=-1).to(q.dtype)
             x = F.dropout(attn, dropout_p, self.training) @ v
         else:
             x = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=dropout_p)
-        x = x.transpose(1, 2).reshape(B, N, C)  # [B, N, heads * head_dim]
+        x = x.transpose(1, 2).reshape(B, Q, C)  # [B, Q, heads * head_dim]
         return self.proj_drop(self.proj(x)), attn
+
+    def _split_qkv(self, x: torch.Tensor, num_queries: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Queries for the first `num_queries` tokens only, keys and values for all: the rows of the fused qkv
+        weight are [q | k | v], so the query projection skips the other tokens (a third of qkv's work)."""
+        B, N, C = x.shape
+        w, b = self.qkv.weight, self.qkv.bias
+        q = F.linear(x[:, :num_queries], w[:C], None if b is None else b[:C])
+        kv = F.linear(x, w[C:], None if b is None else b[C:])
+        q = q.reshape(B, num_queries, self.num_heads, self.head_dim).transpose(1, 2)
+        k, v = kv.reshape(B, N, 2, self.num_heads, self.head_dim).permute(2, 0, 3, 1, 4).unbind(0)
+        return q, k, v

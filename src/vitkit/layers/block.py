@@ -47,10 +47,15 @@ class Block(nn.Module):
         self.drop_path2 = DropPath(drop_path) if drop_path > 0 else nn.Identity()
 
     def forward(
-        self, x: torch.Tensor, key_mask: torch.Tensor | None = None, return_attention: bool = False
+        self, x: torch.Tensor, key_mask: torch.Tensor | None = None, return_attention: bool = False,
+        num_out: int | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """x: [B, N, D] -> ([B, N, D], attention [B, heads, N, N] when asked, else None)."""
-        h, attn = self.attn(self.norm1(x), key_mask, return_attention)
+        """x: [B, N, D] -> ([B, N, D], attention [B, heads, N, N] when asked, else None). With `num_out`, only
+        the first `num_out` tokens' outputs are computed ([B, num_out, D]; attention [B, heads, num_out, N]):
+        what a last block needs when only [CLS] is read, with every token still attended to."""
+        h, attn = self.attn(self.norm1(x), key_mask, return_attention, num_queries=num_out)
+        if num_out is not None:
+            x = x[:, :num_out]
         x = x + self.drop_path1(self.ls1(h))  # a new tensor: the caller's x is never modified
         h = self.drop_path2(self.ls2(self.mlp(self.norm2(x))))
         if torch.is_grad_enabled() and (x.requires_grad or h.requires_grad):

@@ -194,7 +194,19 @@ class VisionTransformer(PretrainedModel):
         return x if pre_logits else self.head(x)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.config.global_pool == "token" and len(self.blocks) > 0:
+            return self.forward_head(self._cls_features(x))
         return self.forward_head(self.forward_features(x))
+
+    def _cls_features(self, x: torch.Tensor) -> torch.Tensor:
+        """forward_features for a [CLS]-pooled head: [B, 1, D]. Nothing after the last block's attention reads
+        the other tokens, so that block computes the [CLS] row only (its keys and values still come from every
+        token): the same logits, ~1/depth of the encoder's work less, in training and inference alike."""
+        x, _ = self.embed(x)
+        for blk in self.blocks[:-1]:
+            x, _ = blk(x)
+        x, _ = self.blocks[-1](x, num_out=1)
+        return self.norm(x)
 
     @torch.no_grad()
     def predict_proba(self, x: torch.Tensor) -> torch.Tensor:
