@@ -35,7 +35,7 @@ from PIL import Image
 from torch import nn
 
 from .errors import VitkitError
-from .models.vilt import ViLT, ViLTOutput
+from .models.vilt import HEAD_ATTRS, ViLT, ViLTOutput
 from .processing import ImageInput, ViltProcessor, ViltProcessorConfig, resize_output_size
 from .text import BertTokenizer
 
@@ -179,12 +179,16 @@ def _buckets(sizes: list[tuple[int, int]], lengths: list[int], batch_size: int, 
 
 
 def _forward_pairs(
-    model: ViLT, processor: ViltProcessor, images: list[Any], texts: list[str], batch_size: int
-) -> Iterator[tuple[list[int], torch.Tensor, ViLTOutput]]:
-    """Full forwards over image-text pairs: yields (pair indices, input_ids [b, L] on CPU, output) per batch.
+    model: ViLT, processor: ViltProcessor, images: list[Any], texts: list[str], batch_size: int,
+    head: str | None = None,
+) -> Iterator[tuple[list[int], torch.Tensor, Any]]:
+    """Forwards over image-text pairs: yields (pair indices, input_ids [b, L] on CPU, output) per batch; the
+    output is the ViLTOutput, or with `head` (one that reads the pooled output: vqa, itm) that head's logits.
 
-    Texts are tokenized once; pairs are bucketed (`_buckets`) so a batch holds alike image sizes and text lengths
-    and is cut to its own longest text and largest image: a mixed list costs about what its real tokens cost.
+    Texts are tokenized once; pairs are sorted by image size and text length. For a full output, batches are
+    bucketed (`_buckets`) so a batch holds alike sizes and is cut to its own longest text and largest image; for
+    a pooled head, `ViLT.pooled_output` packs each batch's real tokens without padding, so batches are simply
+    `batch_size` consecutive pairs. Either way a mixed list costs about what its real tokens cost.
     When every pair shares one image object it is preprocessed once and its pixels expanded over each batch."""
     if batch_size < 1:
         raise VitkitError(f"batch_size must be >= 1, got {batch_size}")
@@ -193,7 +197,8 @@ def _forward_pairs(
     enc = processor(text=texts)
     lengths = enc["attention_mask"].sum(1).tolist()
     sizes = [(0, 0)] * len(images) if shared is not None else [_resized_hw(im, processor.config) for im in images]
-    for idx in _buckets(sizes, lengths, batch_size, model.config.patch_size):
+    slack = float("inf") if head is not None else 0.125  # packed: padding costs only in the embeddings
+    for idx in _buckets(sizes, lengths, batch_size, model.config.patch_size, slack):
         L = max(lengths[i] for i in idx)
         ids, am, segments = (enc[k][idx, :L] for k in ("input_ids", "attention_mask", "token_type_ids"))
         if shared is None:
@@ -201,8 +206,11 @@ def _forward_pairs(
         else:
             pixel_values = shared[0].expand(len(idx), -1, -1, -1)  # [b, 3, H, W]
             pixel_mask = shared[1].expand(len(idx), -1, -1)
-        out = model(ids.to(device), am.to(device), pixel_values, pixel_mask, segments.to(device))
-        yield idx, ids, out
+        if head is None:
+            yield idx, ids, model(ids.to(device), am.to(device), pixel_values, pixel_mask, segments.to(device))
+        else:
+            pooled = model.pooled_output(ids.to(device), am.to(device), pixel_values, pixel_mask, segments.to(device))
+            yield idx, ids, getattr(model, HEAD_ATTRS[head])(pooled)
 
 
 def _head_logits(model: ViLT, out: ViLTOutput, head: str) -> torch.Tensor:
@@ -237,8 +245,8 @@ def vqa(
     k = max(1, min(top_k, n))
     results: list[list[dict[str, Any]]] = [[] for _ in questions]
     with _eval(vilt):
-        for pairs, _, out in _forward_pairs(vilt, processor, images, questions, batch_size):
-            top = _head_logits(vilt, out, "vqa").float().sigmoid().topk(k, dim=-1)  # [b, k]
+        for pairs, _, logits in _forward_pairs(vilt, processor, images, questions, batch_size, head="vqa"):
+            top = logits.float().sigmoid().topk(k, dim=-1)  # [b, k]
             for i, scores, idx in zip(pairs, top.values.tolist(), top.indices.tolist()):
                 results[i] = [{"label": labels[j], "score": s} for s, j in zip(scores, idx)]
     return results[0] if single else results
@@ -260,8 +268,8 @@ def itm_score(
     images, texts, single = _pair_up(image, text)
     scores = [0.0] * len(texts)
     with _eval(vilt):
-        for pairs, _, out in _forward_pairs(vilt, processor, images, texts, batch_size):
-            for i, p in zip(pairs, _head_logits(vilt, out, "itm").float().softmax(-1)[:, 1].tolist()):
+        for pairs, _, logits in _forward_pairs(vilt, processor, images, texts, batch_size, head="itm"):
+            for i, p in zip(pairs, logits.float().softmax(-1)[:, 1].tolist()):
                 scores[i] = p
     return scores[0] if single else scores
 
@@ -375,13 +383,13 @@ def score_embedded_pairs(
         im, tx = im.to(image.device), tx.to(image.device)
         # Text embeddings are a table look-up + LayerNorm: recomputed per batch rather than held for all texts.
         text = model.text_embeddings(ids[tx, :L], None if segments is None else segments[tx, :L]) + text_type
-        if model.config.image_attends_text:
-            out = model.forward_joint(text, text_masks[tx, :L].bool(), image[im], image_masks[im], patch_index[im])
+        if model.config.image_attends_text:  # packed: no text or image padding, the [CLS] row alone at the end
+            pooled = model.pooled_joint(text, text_masks[tx, :L].bool(), image[im], image_masks[im])
         else:  # one-way fusion: the batch's few images are encoded once each, not once per pair
             ims, inv = im.unique(return_inverse=True)
-            out = model.forward_joint(text, text_masks[tx, :L].bool(), image[ims], image_masks[ims], patch_index[ims],
-                                      image_index=inv)
-        logits = score_head(out.pooled).float()
+            pooled = model.forward_joint(text, text_masks[tx, :L].bool(), image[ims], image_masks[ims],
+                                         patch_index[ims], image_index=inv).pooled
+        logits = score_head(pooled).float()
         flat[where] = (logits[:, 0] if head == "retrieval" else logits.softmax(-1)[:, 1]).cpu()
     return flat.view(I, T)
 

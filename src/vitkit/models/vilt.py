@@ -30,6 +30,7 @@ from torch import nn
 from ..errors import CheckpointError, ConfigError
 from ..layers import ConvStem, OverlapConvEmbed, OverlapPatchEmbed, sincos_2d_pos_embed
 from ..layers.mlp import get_activation
+from ..layers.packed import pack, packed_first_tokens
 from ._base import PretrainedModel
 from .vilt_heads import (
     HEAD_ATTRS,
@@ -386,6 +387,14 @@ class ViLT(PretrainedModel):
             check_image_index(self.config, image_index, input_ids.shape[0], pixel_values.shape[0])
         elif pixel_values.shape[0] != input_ids.shape[0]:
             raise ConfigError(f"{input_ids.shape[0]} texts but {pixel_values.shape[0]} images")
+        text, text_masks, image, image_masks, patch_index = self._embed_pair(
+            input_ids, attention_mask, pixel_values, pixel_mask, token_type_ids, image_token_type_idx)
+        return self.forward_joint(text, text_masks, image, image_masks, patch_index, output_attentions, image_index)
+
+    def _embed_pair(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None, pixel_values: torch.Tensor,
+                    pixel_mask: torch.Tensor | None, token_type_ids: torch.Tensor | None,
+                    image_token_type_idx: int | torch.Tensor = 1) -> tuple[torch.Tensor, ...]:
+        """-> (text [B, Lt, D], text masks, image [B, 1+Li, D], image masks, patch_index), modality types added."""
         text_masks = torch.ones_like(input_ids, dtype=torch.bool) if attention_mask is None else attention_mask.bool()
         text = self.text_embeddings(input_ids, token_type_ids)  # [B, Lt, D]
         image, image_masks, patch_index = self.embed_image(pixel_values, pixel_mask)  # [B, 1+Li, D]
@@ -395,7 +404,32 @@ class ViLT(PretrainedModel):
             image = image + types[image_token_type_idx]
         else:  # [B] (NLVR2: image 1 / image 2 per row)
             image = image + self.token_type_embeddings(image_token_type_idx)[:, None]
-        return self.forward_joint(text, text_masks, image, image_masks, patch_index, output_attentions, image_index)
+        return text, text_masks, image, image_masks, patch_index
+
+    @torch.no_grad()
+    def pooled_output(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None, pixel_values: torch.Tensor,
+                      pixel_mask: torch.Tensor | None = None, token_type_ids: torch.Tensor | None = None
+                      ) -> torch.Tensor:
+        """Inference: the pooled output [B, D] alone (what the VQA, ITM and retrieval heads read), equal to
+        `forward_features(...).pooled`. See `pooled_joint`."""
+        text, text_masks, image, image_masks, _ = self._embed_pair(
+            input_ids, attention_mask, pixel_values, pixel_mask, token_type_ids)
+        return self.pooled_joint(text, text_masks, image, image_masks)
+
+    @torch.no_grad()
+    def pooled_joint(self, text: torch.Tensor, text_masks: torch.Tensor, image: torch.Tensor,
+                     image_masks: torch.Tensor) -> torch.Tensor:
+        """Inference: `forward_joint(...).pooled` [B, D] from embedded tokens, computed on the real tokens only.
+        Each pair's text and image tokens are packed back to back without padding (`layers.packed`): a batch of
+        mixed image sizes and text lengths costs what its real tokens cost; and the last block computes only
+        the text [CLS] row the pooler reads. One-way fusion, or a text whose [CLS] is masked, takes the plain
+        path."""
+        if not self.config.image_attends_text or self.training or not bool(text_masks[:, 0].all()):
+            return self.forward_joint(text, text_masks, image, image_masks,
+                                      torch.zeros(0, dtype=torch.long, device=text.device)).pooled
+        x, slots, first = pack(torch.cat([text, image], dim=1), torch.cat([text_masks, image_masks], dim=1))
+        cls = packed_first_tokens(self.transformer.blocks, x, slots, first)  # [B, D]
+        return self.pooler(self.transformer.norm(cls)[:, None])
 
     def forward_joint(
         self,
