@@ -30,6 +30,7 @@ from torch import nn
 from ..errors import CheckpointError, ConfigError
 from ..layers import ConvStem, OverlapConvEmbed, OverlapPatchEmbed, sincos_2d_pos_embed
 from ..layers.mlp import get_activation
+from ..layers.one_way import one_way_block
 from ..layers.packed import pack, packed_first_tokens
 from ._base import PretrainedModel
 from .vilt_heads import (
@@ -592,36 +593,6 @@ def check_image_index(config: ViLTConfig, image_index: torch.Tensor, num_texts: 
     if num_texts and image_index.device.type == "cpu" and (int(image_index.min()) < 0
                                                           or int(image_index.max()) >= num_images):
         raise ConfigError(f"image_index values must lie in [0, {num_images}); got {image_index.tolist()[:8]}...")
-
-
-def one_way_block(blk: nn.Module, text: torch.Tensor, text_masks: torch.Tensor, image: torch.Tensor,
-                  image_masks: torch.Tensor, index: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
-    """One pre-norm block (`layers.Block`'s weights) over text [N, Lt, D] and image [B, Li, D] tokens: image
-    queries attend to their image's tokens; text n's queries attend to [its text | image index[n]] (index
-    None: text n reads image n, no gather)."""
-    attn = blk.attn
-    H, hd = attn.num_heads, attn.head_dim
-    drop = attn.attn_drop if blk.training else 0.0
-
-    def heads(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        b, n, _ = x.shape
-        return attn.qkv(x).reshape(b, n, 3, H, hd).permute(2, 0, 3, 1, 4).unbind(0)  # each [b, H, n, hd]
-
-    qt, kt, vt = heads(blk.norm1(text))
-    qi, ki, vi = heads(blk.norm1(image))
-    hi = F.scaled_dot_product_attention(qi, ki, vi, attn_mask=image_masks[:, None, None, :], dropout_p=drop)
-    if index is not None:  # each text's image: keys, values and mask gathered per text
-        ki, vi, image_masks = ki[index], vi[index], image_masks[index]
-    k, v = torch.cat([kt, ki], dim=2), torch.cat([vt, vi], dim=2)
-    mask = torch.cat([text_masks, image_masks], dim=1)[:, None, None, :]
-    ht = F.scaled_dot_product_attention(qt, k, v, attn_mask=mask, dropout_p=drop)
-
-    def finish(x: torch.Tensor, h: torch.Tensor) -> torch.Tensor:
-        h = attn.proj_drop(attn.proj(h.transpose(1, 2).flatten(2)))
-        x = x + blk.drop_path1(blk.ls1(h))
-        return x + blk.drop_path2(blk.ls2(blk.mlp(blk.norm2(x))))
-
-    return finish(text, ht), finish(image, hi)
 
 
 __all__ = ["TASKS", "TextEmbeddings", "ViLT", "ViLTConfig", "ViLTOutput"]
