@@ -109,7 +109,7 @@ def vit_flops(cfg: Any, h: int, w: int) -> float:
     p = cfg.patch_size
     patches = (h // p) * (w // p)
     flops = 2 * patches * cfg.in_chans * p * p * cfg.embed_dim
-    flops += encoder_flops(patches + 1, cfg.embed_dim, cfg.depth, cfg.mlp_hidden)
+    flops += encoder_flops(patches + (1 if cfg.class_token else 0), cfg.embed_dim, cfg.depth, cfg.mlp_hidden)
     return flops + 2 * cfg.embed_dim * cfg.num_classes
 
 
@@ -271,22 +271,52 @@ def vit_inference(ctx: Ctx, name: str, batch: int, bf16: bool) -> list[Row]:
                 note=f"{ctx.spread('ours', 'theirs')}; fp32 max abs diff {diff:.1e}")]
 
 
-def vit_training(ctx: Ctx, name: str, batch: int, amp: bool) -> list[Row]:
+def _nano_pair(ctx: Ctx, pool: str) -> tuple[torch.nn.Module, torch.nn.Module]:
+    """The classification default `vit_nano_patch4_32` as the digits run trains it (1 grey channel; mean-pooled,
+    sin-cos positions), or its [CLS]-pooled variant (learned positions), and timm's VisionTransformer of the same
+    size and layout with the same weights (the fixed sin-cos table copied into timm's position parameter)."""
     import timm
 
     torch.manual_seed(0)
+    kw: dict[str, Any] = dict(in_chans=1, num_classes=10)
+    if pool == "token":
+        kw.update(class_token=True, global_pool="token", pos_embed="learn")
     if ctx.tiny:
+        kw.update(depth=2)
+    ours = vitkit.create_model("vit_nano_patch4_32", **kw)
+    c = ours.config
+    ref = timm.models.vision_transformer.VisionTransformer(
+        img_size=c.img_size, patch_size=c.patch_size, in_chans=1, num_classes=10, embed_dim=c.embed_dim,
+        depth=c.depth, num_heads=c.num_heads, mlp_ratio=c.mlp_ratio, class_token=c.class_token,
+        global_pool=c.global_pool)
+    state = ours.state_dict()
+    state.setdefault("pos_embed", ours.pos_embed.detach().clone())
+    ref.load_state_dict(state)
+    return ours, ref
+
+
+def vit_training(ctx: Ctx, name: str, batch: int, amp: bool, nano: str | None = None) -> list[Row]:
+    import timm
+
+    torch.manual_seed(0)
+    if nano is not None:
+        ours, ref = _nano_pair(ctx, nano)
+    elif ctx.tiny:
         kw = dict(img_size=32, patch_size=8, embed_dim=64, depth=2, num_heads=2, num_classes=10)
         ours = vitkit.create_model("vit_small_patch16_224", **kw)
         ref = timm.models.vision_transformer.VisionTransformer(**kw)
+        ref.load_state_dict(ours.state_dict())
     else:
         ours = vitkit.create_model("vit_small_patch16_224")
         ref = timm.create_model("vit_small_patch16_224", pretrained=False, weight_init="skip")
-    ref.load_state_dict(ours.state_dict())
+        ref.load_state_dict(ours.state_dict())
     cfg = ours.config
     size = cfg.img_size if isinstance(cfg.img_size, int) else cfg.img_size[0]
-    x = torch.randn(batch, 3, size, size, device=ctx.device)
+    x = torch.randn(batch, cfg.in_chans, size, size, device=ctx.device)
     y = torch.randint(0, cfg.num_classes, (batch,), device=ctx.device)
+    ours.eval(), ref.eval()
+    with torch.no_grad():
+        diff = _max_diff(ours(x), ref(x))
 
     def make_step(model: torch.nn.Module) -> Callable[[], None]:
         model.to(ctx.device).train()
@@ -305,9 +335,14 @@ def vit_training(ctx: Ctx, name: str, batch: int, amp: bool) -> list[Row]:
     kind = "bf16" if amp else "fp32"
     t = ctx.timed({"ours": make_step(ours), "theirs": make_step(ref)}, (kind,))
     flops = 3 * vit_flops(cfg, size, size)
-    what = f"ViT-S/16 {size}px train step (AdamW) {'bf16 autocast' if amp else 'fp32'}"
+    if nano is None:
+        what = f"ViT-S/16 {size}px train step (AdamW) {'bf16 autocast' if amp else 'fp32'}"
+    else:
+        what = (f"vit_nano_patch4_32 {size}px grey train step (AdamW) fp32, "
+                + ("mean-pooled (the default)" if nano == "avg" else "[CLS]-pooled"))
     return [Row(name, what, batch, "img", batch / t["ours"], batch / t["theirs"], f"timm {kind}", 1.0,
-                flops, flops, kind, kind, note=ctx.spread("ours", "theirs"), peaks=ctx.local_peaks)]
+                flops, flops, kind, kind, peaks=ctx.local_peaks,
+                note=f"{ctx.spread('ours', 'theirs')}; fp32 max abs diff {diff:.1e}")]
 
 
 def _vilt_inputs(ctx: Ctx, cfg: Any, batch: int) -> tuple[torch.Tensor, ...]:
@@ -335,14 +370,27 @@ def vilt_vqa(ctx: Ctx, name: str, batch: int, bf16: bool) -> list[Row]:
     opx = px.to(torch.bfloat16) if bf16 else px
     fns = {"ours": _inference(ours, ids, am, opx, pm),
            "theirs": _inference(hf, input_ids=ids, attention_mask=am, pixel_values=px, pixel_mask=pm)}
+    if not bf16:  # the pooled-only inference path (what vitkit.vqa runs): real tokens packed, [CLS]-only last block
+        from vitkit.models.vilt import HEAD_ATTRS
+
+        head = getattr(ours, HEAD_ATTRS["vqa"])
+        with torch.inference_mode():
+            pooled_diff = _max_diff(head(ours.pooled_output(ids, am, px, pm)), ours(ids, am, px, pm).logits)
+        fns["pooled"] = _inference(lambda *a: head(ours.pooled_output(*a)), ids, am, px, pm)
     t = ctx.timed(fns, ("fp32", "bf16") if bf16 else ("fp32",))
     patches = (px.shape[-2] // cfg.patch_size) * (px.shape[-1] // cfg.patch_size)
     flops = vilt_flops(cfg, ids.shape[1], patches)  # both run all 40 text positions (padding masked)
     kind = "bf16" if bf16 else "fp32"
     what = f"ViLT-B/32 VQA {px.shape[-2]}x{px.shape[-1]} + {ids.shape[1]} tokens (half padding) {kind}"
-    return [Row(name, what, batch, "pair", batch / t["ours"], batch / t["theirs"], "HF transformers fp32",
+    rows = [Row(name, what, batch, "pair", batch / t["ours"], batch / t["theirs"], "HF transformers fp32",
                 4.0 if bf16 else 1.2, flops, flops, kind, "fp32", 0.75 if bf16 else None,
                 note=f"{ctx.spread('ours', 'theirs')}; fp32 max abs diff {diff:.1e}", peaks=ctx.local_peaks)]
+    if "pooled" in t:
+        rows.append(Row(name + "_pooled", "  same, ViLT.pooled_output + head (packed, [CLS]-only last block)", batch,
+                        "pair", batch / t["pooled"], batch / t["theirs"], "HF transformers fp32", None, flops, flops,
+                        kind, "fp32", peaks=ctx.local_peaks,
+                        note=f"{ctx.spread('pooled', 'theirs')}; max abs diff vs model() {pooled_diff:.1e}"))
+    return rows
 
 
 WORDS = ("what is the color of small large dog cat man woman red blue sitting running on in near park street "
@@ -380,7 +428,8 @@ def _real_tokens(model: Any, images: list[Any], questions: list[str]) -> int:
 
 def vilt_mixed(ctx: Ctx, name: str, batch: int) -> list[Row]:
     """A batch of mixed image sizes and question lengths vs an unpadded batch of alike pairs, per real token, both
-    through `vitkit.vqa` (the user's way; it buckets pairs by size), and the raw padded forward for reference."""
+    through `vitkit.vqa` (the user's way; it packs each batch's real tokens), and the raw padded forward for
+    reference."""
     ours, _, cfg = vilt_pair(ctx)
     n = 2 * batch
     mixed = _mixed_set(ctx, n, uniform=False)
@@ -409,7 +458,7 @@ def vilt_mixed(ctx: Ctx, name: str, batch: int) -> list[Row]:
     return [
         Row(name, f"ViLT mixed sizes/lengths via vitkit.vqa ({n} pairs, batch {batch})", batch, "real token",
             tok_mixed / t["mixed"], tok_alike / t["alike"], "alike pairs, unpadded", 1.0, per_token, per_token,
-            note=f"bucketed by size; {ctx.spread('mixed', 'alike', tok_mixed / tok_alike)}", peaks=ctx.local_peaks),
+            note=f"real tokens packed, no padding; {ctx.spread('mixed', 'alike', tok_mixed / tok_alike)}", peaks=ctx.local_peaks),
         Row(name + "_raw_forward", "  same, one padded batch through model() (no bucketing)", batch, "real token",
             tok_padded_real / t["padded"], tok_alike_real / t["unpadded"], "alike pairs, unpadded", None,
             per_token, per_token, peaks=ctx.local_peaks,
@@ -539,6 +588,9 @@ def workloads(ctx: Ctx) -> dict[str, tuple[Callable[[], list[Row]], bool]]:
         "vit_b16_bf16_b8": (lambda: vit_inference(ctx, "vit_b16_bf16_b8", ctx.batch(8, 256), True), True),
         "vit_s16_train_fp32": (lambda: vit_training(ctx, "vit_s16_train_fp32", ctx.batch(8, 128), False), False),
         "vit_s16_train_bf16": (lambda: vit_training(ctx, "vit_s16_train_bf16", ctx.batch(8, 128), True), True),
+        "vit_nano_train_fp32": (lambda: vit_training(ctx, "vit_nano_train_fp32", 64, False, nano="avg"), False),
+        "vit_nano_cls_train_fp32": (lambda: vit_training(ctx, "vit_nano_cls_train_fp32", 64, False, nano="token"),
+                                    False),
         "vilt_vqa_fp32": (lambda: vilt_vqa(ctx, "vilt_vqa_fp32", ctx.batch(4, 64), False), False),
         "vilt_vqa_bf16": (lambda: vilt_vqa(ctx, "vilt_vqa_bf16", ctx.batch(4, 64), True), True),
         "vilt_mixed_batch": (lambda: vilt_mixed(ctx, "vilt_mixed_batch", ctx.batch(4, 32)), False),

@@ -18,7 +18,8 @@ ROOT = Path(__file__).resolve().parents[1]
 BENCH = ROOT / "benchmarks" / "bench.py"
 WORKLOADS = {
     "vit_b16_fp32_b8", "vit_b16_fp32_b1", "vit_b16_bf16_b8", "vit_s16_train_fp32", "vit_s16_train_bf16",
-    "vilt_vqa_fp32", "vilt_vqa_bf16", "vilt_mixed_batch", "vilt_retrieval",
+    "vilt_vqa_fp32", "vilt_vqa_bf16", "vilt_mixed_batch", "vilt_retrieval", "vit_nano_train_fp32",
+    "vit_nano_cls_train_fp32", "vilt_vqa_fp32_pooled",
 }
 
 

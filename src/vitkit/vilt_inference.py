@@ -17,8 +17,10 @@ grid, modality type, masks) and tokenizes each text once, then runs only the tex
 transformer per image-text pair (`ViLT.forward_joint`): ranking N captions costs one image embedding and
 preprocessing plus N encoder passes, not N full forwards. The scores equal those of separate forwards
 (tests/test_vilt_inference.py checks this to 1e-5); `python benchmarks/bench.py --only vilt_retrieval` measures
-the saving. `vqa`, `itm_score` and `fill_mask` bucket pairs by image size and text length, so a mixed list of
-images and questions is not padded to its largest image and longest text.
+the saving. `vqa`, `itm_score` and retrieval scoring pack each batch's real tokens back to back
+(`ViLT.pooled_output`: no padding in the per-token layers, the last block on [CLS] only); `fill_mask` buckets
+pairs by image size and text length. Either way a mixed list of images and questions is not padded to its
+largest image and longest text.
 """
 
 from __future__ import annotations
