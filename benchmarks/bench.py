@@ -458,7 +458,8 @@ def vilt_mixed(ctx: Ctx, name: str, batch: int) -> list[Row]:
     return [
         Row(name, f"ViLT mixed sizes/lengths via vitkit.vqa ({n} pairs, batch {batch})", batch, "real token",
             tok_mixed / t["mixed"], tok_alike / t["alike"], "alike pairs, unpadded", 1.0, per_token, per_token,
-            note=f"real tokens packed, no padding; {ctx.spread('mixed', 'alike', tok_mixed / tok_alike)}", peaks=ctx.local_peaks),
+            note=f"real tokens packed, no padding; {ctx.spread('mixed', 'alike', tok_mixed / tok_alike)}",
+            peaks=ctx.local_peaks),
         Row(name + "_raw_forward", "  same, one padded batch through model() (no bucketing)", batch, "real token",
             tok_padded_real / t["padded"], tok_alike_real / t["unpadded"], "alike pairs, unpadded", None,
             per_token, per_token, peaks=ctx.local_peaks,

@@ -11,6 +11,9 @@ from PIL import Image
 
 import vitkit
 from vitkit.classify import attention_maps
+from vitkit.cli import main
+from vitkit.data.transforms import DataConfig, EvalTransform
+from vitkit.images import load_image
 from vitkit.viz import attention_rollout, last_layer_cls_attention, plot_confusion_matrix, plot_training_curves
 
 
@@ -49,6 +52,28 @@ def test_attention_maps_png_for_a_model(tmp_path):
     assert out["label"] in "abcdefghij"
     with Image.open(tmp_path / "heat.png") as png:
         assert png.size[0] > 400 and png.size[1] > 200
+
+
+def test_attention_maps_of_a_mean_pooled_model_follow_every_token(tmp_path, capsys):
+    """No [CLS] (the default classification preset): both maps read the mean over all tokens' rows."""
+    torch.manual_seed(0)
+    model = vitkit.create_model("vit_nano_patch4_32")
+    assert model.num_prefix_tokens == 0 and model.config.global_pool == "avg"
+    img = tmp_path / "x.png"
+    Image.fromarray((np.random.default_rng(0).random((32, 32, 3)) * 255).astype(np.uint8)).save(img)
+    out = attention_maps(model, img, tmp_path / "heat.png")
+    cfg = DataConfig.from_model(model)
+    t = EvalTransform(cfg)
+    pixels = t.to_tensor(t.crop(load_image(img, cfg.mode)))[None]
+    with torch.no_grad():
+        attns = model.eval().forward_intermediates(pixels, return_attention=True)["attentions"]
+    want = attns[-1].mean(1)[0].mean(0).reshape(8, 8).numpy()  # last layer, heads' mean, mean over query rows
+    np.testing.assert_allclose(out["last_layer"], want, rtol=1e-5, atol=1e-7)
+    assert out["rollout"].shape == (8, 8) and np.isfinite(out["rollout"]).all()
+    model.save_pretrained(tmp_path / "m")
+    assert main(["attention", "--model", str(tmp_path / "m"), "--image", str(img), "--out",
+                 str(tmp_path / "h2.png")]) == 0
+    assert "last-layer attention (mean over tokens)" in capsys.readouterr().out
 
 
 def test_curves_and_confusion_pngs(tmp_path):

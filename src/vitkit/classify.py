@@ -80,8 +80,9 @@ def predict(model: nn.Module, images: Sequence[str | Path], *, top_k: int = 5,
 
 @torch.no_grad()
 def attention_maps(model: nn.Module, image: str | Path, out_png: str | Path) -> dict[str, Any]:
-    """Attention rollout and the last layer's [CLS] attention for one image, overlaid on it, saved as a PNG.
-    Returns the two [gh, gw] maps and the top prediction."""
+    """Attention rollout and the last layer's [CLS] attention (for a model without [CLS]: the mean over every
+    token's attention) for one image, overlaid on it, saved as a PNG. Returns the two [gh, gw] maps and the top
+    prediction."""
     from .viz import attention_rollout, last_layer_cls_attention, plot_attention_overlay
 
     cfg = DataConfig.from_model(model)
@@ -97,6 +98,7 @@ def attention_maps(model: nn.Module, image: str | Path, out_png: str | Path) -> 
     labels = list(model.config.labels or [str(i) for i in range(len(probs))])
     score, idx = probs.max(0)
     title = f"{labels[int(idx)]} {float(score):.2f}"
-    plot_attention_overlay(shown, {"attention rollout": rollout, "last layer [CLS] attention": last}, Path(out_png),
-                           title=title)
+    # Without a [CLS] token (mean-pooled models) both maps follow the mean over every token's row.
+    last_name = "last layer [CLS] attention" if prefix else "last layer attention (mean over tokens)"
+    plot_attention_overlay(shown, {"attention rollout": rollout, last_name: last}, Path(out_png), title=title)
     return {"rollout": rollout, "last_layer": last, "label": labels[int(idx)], "score": float(score)}

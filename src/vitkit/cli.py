@@ -248,7 +248,8 @@ def _cmd_attention(args: argparse.Namespace) -> int:
     if not hasattr(model, "forward_intermediates"):
         raise VitkitError(f"{args.model} is not a ViT image classifier")
     result = attention_maps(model, args.image, args.out)
-    print(f"{args.out}: attention rollout and last-layer [CLS] attention (predicted {result['label']} "
+    which = "[CLS] attention" if model.num_prefix_tokens else "attention (mean over tokens)"
+    print(f"{args.out}: attention rollout and last-layer {which} (predicted {result['label']} "
           f"{result['score']:.2f})")
     return 0
 
@@ -415,7 +416,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help='print {"predictions": [{"label": ..., "score": ...}]}')
 
     p = add("attention", _cmd_attention, "Attention rollout (Abnar & Zuidema 2020) and the last layer's [CLS] "
-            "attention of a ViT, overlaid on an image.")
+            "attention of a ViT (for a mean-pooled ViT without [CLS]: the mean over every token's attention), "
+            "overlaid on an image.")
     p.add_argument("--model", required=True, help="model directory or any checkpoint source")
     p.add_argument("--image", required=True, help="image file")
     p.add_argument("--out", required=True, help="output PNG")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -167,6 +168,24 @@ def test_bf16_autocast_trains(digits16, tmp_path):
     rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
     assert all(r["loss"] == r["loss"] for r in rows if "loss" in r)  # finite, not NaN
     assert vitkit.from_pretrained(out / "model").pos_embed.dtype == torch.float32
+
+
+@pytest.mark.skipif(not (shutil.which("g++") or shutil.which("c++")),
+                    reason="torch.compile's CPU backend (inductor) needs a C++ compiler")
+def test_compile_trains_like_eager(digits16, tmp_path):
+    """--compile (torch.compile, inductor on the CPU) trains the same model: after one deterministic epoch its
+    weights are those of the eager run up to the float rounding of fused kernels, and the exported model is the
+    plain (uncompiled) module."""
+    runs = {}
+    for name, extra in (("eager", []), ("compiled", ["--compile"])):
+        out = tmp_path / name
+        assert main(["train", "--data", str(digits16), "--out", str(out), "--epochs", "1", *EXACT, *extra]) == 0
+        runs[name] = out
+    a, b = weights(runs["eager"]), weights(runs["compiled"])
+    assert a.keys() == b.keys() and not any("_orig_mod" in k for k in b)
+    for k in a:
+        torch.testing.assert_close(b[k], a[k], atol=2e-4, rtol=1e-3, msg=k)
+    assert vitkit.from_pretrained(runs["compiled"] / "model").config.num_classes == 10
 
 
 def test_tensorboard_event_files_hold_the_logged_scalars(digits16, tmp_path):
