@@ -229,7 +229,8 @@ class HFViltVQA(nn.Module):
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, pixel_values: torch.Tensor,
                 pixel_mask: torch.Tensor, labels: torch.Tensor | None = None,
-                image_index: torch.Tensor | None = None) -> Any:
+                image_index: torch.Tensor | None = None, pooled_only: bool = False) -> Any:
+        # pooled_only (vitkit's last block on [CLS] alone) has no HF counterpart: HF computes every row
         if image_index is not None:  # vitkit's batches of whole images (one-way fusion): one image copy per question
             pixel_values, pixel_mask = pixel_values[image_index], pixel_mask[image_index]
         return self.hf(input_ids=input_ids, attention_mask=attention_mask, token_type_ids=torch.zeros_like(input_ids),

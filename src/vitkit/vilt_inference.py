@@ -390,7 +390,7 @@ def score_embedded_pairs(
         else:  # one-way fusion: the batch's few images are encoded once each, not once per pair
             ims, inv = im.unique(return_inverse=True)
             pooled = model.forward_joint(text, text_masks[tx, :L].bool(), image[ims], image_masks[ims],
-                                         patch_index[ims], image_index=inv).pooled
+                                         patch_index[ims], image_index=inv, pooled_only=True).pooled
         logits = score_head(pooled).float()
         flat[where] = (logits[:, 0] if head == "retrieval" else logits.softmax(-1)[:, 1]).cpu()
     return flat.view(I, T)

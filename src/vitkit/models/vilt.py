@@ -30,7 +30,7 @@ from torch import nn
 from ..errors import CheckpointError, ConfigError
 from ..layers import ConvStem, OverlapConvEmbed, OverlapPatchEmbed, sincos_2d_pos_embed
 from ..layers.mlp import get_activation
-from ..layers.one_way import one_way_block
+from ..layers.one_way import check_image_index, one_way_block
 from ..layers.packed import pack, packed_first_tokens
 from ._base import PretrainedModel
 from .vilt_heads import (
@@ -380,6 +380,7 @@ class ViLT(PretrainedModel):
         image_token_type_idx: int | torch.Tensor = 1,
         output_attentions: bool = False,
         image_index: torch.Tensor | None = None,
+        pooled_only: bool = False,
     ) -> ViLTOutput:
         """One image per text: the backbone outputs (no heads). image_token_type_idx: an int or [B] tensor.
         image_index [N] (one-way fusion only): text n reads image image_index[n]; then input_ids is [N, Lt],
@@ -390,7 +391,8 @@ class ViLT(PretrainedModel):
             raise ConfigError(f"{input_ids.shape[0]} texts but {pixel_values.shape[0]} images")
         text, text_masks, image, image_masks, patch_index = self._embed_pair(
             input_ids, attention_mask, pixel_values, pixel_mask, token_type_ids, image_token_type_idx)
-        return self.forward_joint(text, text_masks, image, image_masks, patch_index, output_attentions, image_index)
+        return self.forward_joint(text, text_masks, image, image_masks, patch_index, output_attentions, image_index,
+                                  pooled_only)
 
     def _embed_pair(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None, pixel_values: torch.Tensor,
                     pixel_mask: torch.Tensor | None, token_type_ids: torch.Tensor | None,
@@ -427,7 +429,7 @@ class ViLT(PretrainedModel):
         path."""
         if not self.config.image_attends_text or self.training or not bool(text_masks[:, 0].all()):
             return self.forward_joint(text, text_masks, image, image_masks,
-                                      torch.zeros(0, dtype=torch.long, device=text.device)).pooled
+                                      torch.zeros(0, dtype=torch.long, device=text.device), pooled_only=True).pooled
         x, slots, first = pack(torch.cat([text, image], dim=1), torch.cat([text_masks, image_masks], dim=1))
         cls = packed_first_tokens(self.transformer.blocks, x, slots, first)  # [B, D]
         return self.pooler(self.transformer.norm(cls)[:, None])
@@ -441,6 +443,7 @@ class ViLT(PretrainedModel):
         patch_index: torch.Tensor,
         output_attentions: bool = False,
         image_index: torch.Tensor | None = None,
+        pooled_only: bool = False,
     ) -> ViLTOutput:
         """The shared encoder over embedded tokens (no heads): text [B, Lt, D] from `text_embeddings` and image
         [B, 1+Li, D] from `embed_image`, each with its modality-type embedding already added, masks bool.
@@ -448,7 +451,7 @@ class ViLT(PretrainedModel):
         against one image embedded once. With one-way fusion (`image_attends_text=False`) the text and image
         streams run side by side (`image_index` [N] maps texts to images; None: text b reads image b)."""
         if not self.config.image_attends_text and not output_attentions:
-            return self._forward_one_way(text, text_masks, image, image_masks, patch_index, image_index)
+            return self._forward_one_way(text, text_masks, image, image_masks, patch_index, image_index, pooled_only)
         if image_index is not None:  # one-way fusion, attention maps asked for: one joint pass per text
             image, image_masks = image[image_index], image_masks[image_index]
             patch_index = patch_index[image_index]
@@ -460,8 +463,9 @@ class ViLT(PretrainedModel):
             may = (rows[:, None] < Lt) | (rows[None, :] >= Lt)  # [L, L]: text row, or image column
             mask = mask[:, None, :] & may
         attentions = [] if output_attentions else None
-        for blk in self.transformer.blocks:
-            x, attn = blk(x, mask, output_attentions)
+        last = len(self.transformer.blocks) - 1 if pooled_only and not output_attentions else None
+        for i, blk in enumerate(self.transformer.blocks):
+            x, attn = blk(x, mask, output_attentions, num_out=1 if i == last else None)  # [CLS] row only at last
             if attentions is not None:
                 attentions.append(attn)
         x = self.transformer.norm(x)
@@ -473,13 +477,14 @@ class ViLT(PretrainedModel):
 
     def _forward_one_way(self, text: torch.Tensor, text_masks: torch.Tensor, image: torch.Tensor,
                          image_masks: torch.Tensor, patch_index: torch.Tensor,
-                         image_index: torch.Tensor | None) -> ViLTOutput:
+                         image_index: torch.Tensor | None, pooled_only: bool = False) -> ViLTOutput:
         """One-way fusion as two streams: each block runs the image tokens' self-attention on their own and the
         text tokens' attention over [own text | their image], with the block's one set of weights. Equal to the
         joint pass with image rows masked from text columns, but each image is encoded once however many texts
         read it."""
-        for blk in self.transformer.blocks:
-            text, image = one_way_block(blk, text, text_masks, image, image_masks, image_index)
+        last = len(self.transformer.blocks) - 1 if pooled_only else None
+        for i, blk in enumerate(self.transformer.blocks):
+            text, image = one_way_block(blk, text, text_masks, image, image_masks, image_index, cls_only=i == last)
         text, image = self.transformer.norm(text), self.transformer.norm(image)
         return ViLTOutput(
             logits=None, pooled=self.pooler(text), text_feats=text, image_feats=image,
@@ -498,6 +503,7 @@ class ViLT(PretrainedModel):
         output_attentions: bool = False,
         image_index: torch.Tensor | None = None,
         mlm_mask: torch.Tensor | None = None,
+        pooled_only: bool = False,
     ) -> ViLTOutput:
         """input_ids / attention_mask / token_type_ids [B, Lt]; pixel_values [B, 3, H, W] and pixel_mask [B, H, W]
         (num_images > 1: [B, n, 3, H, W] and [B, n, H, W]; each image pairs with the text and gets modality
@@ -505,7 +511,10 @@ class ViLT(PretrainedModel):
         `image_attends_text=False`): N texts over B images, text n about image image_index[n]; each image is
         encoded once (e.g. all of an image's questions in one step). mlm_mask [B, Lt] bool: the MLM head runs
         only where it is True (its logits [K, V] for the K masked positions, row-major) instead of on every
-        text token: the head's 30,522-way projection costs more per token than a small encoder."""
+        text token: the head's 30,522-way projection costs more per token than a small encoder. pooled_only:
+        for heads that read the pooled output alone (VQA, ITM, NLVR2, retrieval; training tasks pass it): the
+        last block computes the text [CLS] row only, so `text_feats` holds that row ([B, 1, D]), `image_feats`
+        is empty and no MLM head runs; logits and gradients are those of the full pass."""
         if pixel_values is None:
             raise ConfigError("ViLT needs pixel_values")
         n = self.config.num_images
@@ -526,14 +535,15 @@ class ViLT(PretrainedModel):
             input_ids, attention_mask, token_type_ids = rep(input_ids), rep(attention_mask), rep(token_type_ids)
             image_token_type_idx = torch.arange(1, n + 1, device=pixel_values.device).repeat(B)
         out = self.forward_features(input_ids, attention_mask, pixel_values, pixel_mask, token_type_ids,
-                                    image_token_type_idx, output_attentions, image_index)
+                                    image_token_type_idx, output_attentions, image_index, pooled_only)
         if n > 1:  # every field [B*n, ...] -> [B, n, ...]; NLVR2 reads the n pooled outputs side by side
             for name in ("pooled", "text_feats", "image_feats", "text_masks", "image_masks", "patch_index"):
                 t = getattr(out, name)
-                setattr(out, name, t.reshape(-1, n, *t.shape[1:]))
+                setattr(out, name, t.reshape(B, n, *t.shape[1:]))
             heads = {"nlvr2": self.nlvr2_classifier(out.pooled.flatten(1))}  # [B, n*D] -> [B, answers]
         else:
-            heads = {h: self._run_head(h, out, mlm_mask) for h in self.config.heads}
+            heads = {h: self._run_head(h, out, mlm_mask) for h in self.config.heads
+                     if not (pooled_only and h == "mlm")}
         if self.config.task != "backbone":
             out.logits = heads.pop(self.config.task)
         out.extra_logits = heads
@@ -578,21 +588,6 @@ class ViLT(PretrainedModel):
             extra = old_types[1:2].expand(new_types.shape[0] - old_types.shape[0], -1)
             sd["token_type_embeddings.weight"] = torch.cat([old_types, extra])
         return sd
-
-
-def check_image_index(config: ViLTConfig, image_index: torch.Tensor, num_texts: int, num_images: int) -> None:
-    if config.image_attends_text:
-        raise ConfigError("image_index (several texts sharing one image's encoding) needs one-way fusion: "
-                          "image_attends_text=False; with early fusion each text changes the image tokens")
-    if config.num_images != 1:
-        raise ConfigError("image_index works with one image per example (num_images=1)")
-    if image_index.dim() != 1 or image_index.shape[0] != num_texts:
-        raise ConfigError(f"image_index must be [{num_texts}] (one image per text), got {tuple(image_index.shape)}")
-    # the value check reads the tensor on the host: done for CPU tensors only, so a GPU step never waits on it
-    # (out-of-range indices still fail there, in the gather)
-    if num_texts and image_index.device.type == "cpu" and (int(image_index.min()) < 0
-                                                          or int(image_index.max()) >= num_images):
-        raise ConfigError(f"image_index values must lie in [0, {num_images}); got {image_index.tolist()[:8]}...")
 
 
 __all__ = ["TASKS", "TextEmbeddings", "ViLT", "ViLTConfig", "ViLTOutput"]

@@ -69,7 +69,8 @@ class NLVR2Task:
     @staticmethod
     def _logits(model: nn.Module, batch: dict[str, Any], device: torch.device) -> torch.Tensor:
         return model(input_ids=batch["input_ids"].to(device), attention_mask=batch["attention_mask"].to(device),
-                     pixel_values=batch["pixel_values"].to(device), pixel_mask=batch["pixel_mask"].to(device)).logits
+                     pixel_values=batch["pixel_values"].to(device), pixel_mask=batch["pixel_mask"].to(device),
+                     pooled_only=True).logits  # the head reads the pooled outputs: last block on [CLS] only
 
     def train_step(self, model: nn.Module, batch: dict[str, Any], ctx: StepContext) -> tuple[torch.Tensor, dict]:
         logits = self._logits(model, batch, ctx.device).float()

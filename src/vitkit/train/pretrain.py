@@ -288,7 +288,7 @@ class RetrievalTask:
         else:  # one-way fusion: each image encoded once for its 1 + K texts
             extra = {"image_index": torch.arange(B).repeat_interleave(1 + K).to(device)}
         out = model(input_ids=ids.to(device), attention_mask=tmask.to(device), pixel_values=pixels.to(device),
-                    pixel_mask=pmask.to(device), **extra)
+                    pixel_mask=pmask.to(device), pooled_only=True, **extra)
         scores = out.logits.float().view(B, 1 + K)
         return F.cross_entropy(scores, torch.zeros(B, dtype=torch.long, device=device)), {}
 

@@ -212,7 +212,8 @@ class VQATask:
         return inputs
 
     def train_step(self, model: nn.Module, batch: dict[str, Any], ctx: StepContext) -> tuple[torch.Tensor, dict]:
-        logits = model(**self._inputs(batch, ctx.device)).logits.float()
+        # pooled_only: the VQA head reads the pooled [CLS] alone, so the last block computes that row only
+        logits = model(**self._inputs(batch, ctx.device), pooled_only=True).logits.float()
         targets = batch["targets"].to(ctx.device, non_blocking=True)
         return self.loss_sum(logits, targets) / targets.shape[0], {}
 
@@ -233,7 +234,7 @@ class VQATask:
         loss_sum = 0.0
         for batch in loader:
             with ctx.autocast():
-                logits = model(**self._inputs(batch, ctx.device)).logits.float()
+                logits = model(**self._inputs(batch, ctx.device), pooled_only=True).logits.float()
             targets = batch["targets"].to(ctx.device)
             loss_sum += self.loss_sum(logits, targets).item()
             pred = logits.argmax(-1).cpu()
