@@ -112,6 +112,7 @@ def test_vqa_from_scratch_flips_by_default_fine_tuning_does_not():
     scratch = resolve_vl_recipe(TrainConfig(), task="vqa", pretrained=False, img_size=64)
     tuned = resolve_vl_recipe(TrainConfig(), task="vqa", pretrained=True, img_size=384)
     assert scratch.hflip == 0.5 and tuned.hflip == 0.0
+    assert scratch.epochs == 30 and tuned.epochs == 10  # from scratch: 30 epochs (0.885 in 17.5 min on scenes)
     assert resolve_vl_recipe(TrainConfig(hflip=0.0), task="vqa", pretrained=False, img_size=64).hflip == 0.0
     assert resolve_vl_recipe(TrainConfig(), task="pretrain", pretrained=False, img_size=64).hflip == 0.0
     for task in ("pretrain", "retrieval", "nlvr2"):  # they do not mirror their texts: asking for flips is an error

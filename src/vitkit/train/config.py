@@ -17,7 +17,7 @@ def knob(default: Any, help: str, **meta: Any) -> Any:
 @dataclass
 class TrainConfig:
     epochs: int | None = knob(None, "training epochs (default: classification 60; vision-language 10 from a "
-                              "pretrained ViLT, else 30, vqa 25; diffusion: about 100k images seen, at least 20)")
+                              "pretrained ViLT, else 30; diffusion: about 100k images seen, at least 20)")
     batch_size: int | None = knob(None, "global batch size, split over processes and accumulation steps "
                                   "(default: 128 for >= 10k training images, else 64; vqa from scratch 128 "
                                   "questions, retrieval 32 images)")
@@ -118,8 +118,9 @@ def resolve_vl_recipe(cfg: TrainConfig, *, task: str, pretrained: bool, img_size
     trained from scratch on small data (generated scenes) gets a higher rate and no RandAugment for images of
     <= 64 px (colour words in the questions must stay true: no colour ops); VQA from scratch flips half the
     images, each question mirrored with its image ("leftmost" <-> "rightmost"; on generated scenes 0.850 vs
-    0.830 without, 30 epochs) and runs 25 epochs (with the preset's conv branch 0.858 in 17 minutes on 2 CPU
-    cores; 30 epochs gave 0.882 but took 19 min 57 s of the 20-minute budget).
+    0.830 without, 30 epochs). Every task from scratch runs 30 epochs (VQA on generated scenes: 0.885 in
+    17 min 33 s on 2 CPU cores, since the last block computes only the pooled [CLS] row; it had been 25 epochs
+    while 30 took 19 min 57 s).
     Retrieval scores each image against 16 captions per step, so its default batch is 32 images, not 64; VQA
     from scratch takes 128 questions a step (on generated scenes, 128 learned faster per epoch than 64 and 256)."""
     from dataclasses import replace
@@ -129,7 +130,7 @@ def resolve_vl_recipe(cfg: TrainConfig, *, task: str, pretrained: bool, img_size
     if cfg.hflip and task != "vqa":
         raise ConfigError(f"--hflip: {task} does not flip images (vqa mirrors each flipped question's left and "
                           "right; captions and NLVR2's 'left image' / 'right image' sentences are not mirrored)")
-    epochs = cfg.epochs if cfg.epochs is not None else (10 if pretrained else 25 if task == "vqa" else 30)
+    epochs = cfg.epochs if cfg.epochs is not None else (10 if pretrained else 30)
     if cfg.randaugment == "auto":
         randaugment = "none" if img_size <= SMALL_IMAGE else "rand-m9-n2-mstd0.5"
     else:
