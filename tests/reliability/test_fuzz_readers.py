@@ -249,6 +249,30 @@ def test_image_folder_reader_raises_only_dataset_errors(tree, in_chans, skip, ca
             iterate(data.val)
         except ImageLoadError as e:  # lazy decoding without skip_bad_images: stops at the bad file, named
             assert not skip and cache is False and str(e.path) in str(e)
+        except DatasetError as e:  # lazy decoding with skip_bad_images, every file of a split unreadable: said so
+            assert skip and cache is False and "no readable image left" in str(e)
+
+
+def test_lazy_split_with_no_readable_image_left_is_a_dataset_error(tmp_path):
+    """The case the fuzzer found: lazy decoding, skip_bad_images, and every val file undecodable (there: a GIF
+    PIL could not decode; here: PNGs whose header reads but whose pixel data is zeroed): iterating the split ends in one
+    DatasetError that says so."""
+    png = io.BytesIO()
+    Image.new("L", (8, 8), 128).save(png, format="PNG")
+    good = png.getvalue()
+    body = good.index(b"IDAT") + 4
+    broken = good[:body] + b"\x00" * (len(good) - body - 16) + good[-16:]  # header reads, pixels do not
+    for split, cls, name, content in [("train", "a", "0.png", good), ("train", "b", "0.png", good),
+                                      ("val", "a", "0.png", broken), ("val", "b", "0.png", broken)]:
+        (tmp_path / split / cls).mkdir(parents=True, exist_ok=True)
+        (tmp_path / split / cls / name).write_bytes(content)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        data = load_classification_data(tmp_path, CFG[1], randaugment=None, re_prob=0.0, skip_bad_images=True,
+                                        cache=False)
+        iterate(data.train)
+        with pytest.raises(DatasetError, match="no readable image left"):
+            iterate(data.val)
 
 
 # ------------------------------------------------------------------------------------------------- CIFAR
