@@ -45,10 +45,10 @@ class Attention(nn.Module):
         """
         B, N, C = x.shape
         if num_queries is None or num_queries >= N:
-            qkv = self.qkv(x).reshape(B, N, 3, self.num_heads, self.head_dim).permute(2, 0, 3, 1, 4)
-            q, k, v = qkv.unbind(0)  # each [B, heads, N, head_dim]
-        else:
-            q, k, v = self._split_qkv(x, num_queries)
+            q, k, v = self.heads(self.qkv(x))  # each [B, heads, N, head_dim]
+        else:  # queries of the first tokens only, keys and values of all (a third of qkv's work saved per row)
+            (q,) = self.heads(self.project(x[:, :num_queries], "q"))
+            k, v = self.heads(self.project(x, "kv"))
         Q = q.shape[2]
         if key_mask is None or key_mask.dim() == 3:
             mask = None if key_mask is None else key_mask[:, None, :Q]  # [B, 1, Q, N] broadcast over heads
@@ -67,13 +67,18 @@ class Attention(nn.Module):
         x = x.transpose(1, 2).reshape(B, Q, C)  # [B, Q, heads * head_dim]
         return self.proj_drop(self.proj(x)), attn
 
-    def _split_qkv(self, x: torch.Tensor, num_queries: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Queries for the first `num_queries` tokens only, keys and values for all: the rows of the fused qkv
-        weight are [q | k | v], so the query projection skips the other tokens (a third of qkv's work)."""
-        B, N, C = x.shape
-        w, b = self.qkv.weight, self.qkv.bias
-        q = F.linear(x[:, :num_queries], w[:C], None if b is None else b[:C])
-        kv = F.linear(x, w[C:], None if b is None else b[C:])
-        q = q.reshape(B, num_queries, self.num_heads, self.head_dim).transpose(1, 2)
-        k, v = kv.reshape(B, N, 2, self.num_heads, self.head_dim).permute(2, 0, 3, 1, 4).unbind(0)
-        return q, k, v
+    def project(self, x: torch.Tensor, part: str = "qkv") -> torch.Tensor:
+        """The fused projection or a part of it: "q" -> [..., C], "kv" -> [..., 2C], "qkv" -> [..., 3C]. The
+        weight's rows are [q | k | v], so a part is a slice of them (no copy)."""
+        if part == "qkv":
+            return self.qkv(x)
+        C = self.qkv.in_features
+        rows = slice(0, C) if part == "q" else slice(C, 3 * C)
+        bias = None if self.qkv.bias is None else self.qkv.bias[rows]
+        return F.linear(x, self.qkv.weight[rows], bias)
+
+    def heads(self, y: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        """A projection [B, N, parts * C] (see `project`) -> its parts, each [B, heads, N, head_dim]."""
+        B, N, width = y.shape
+        parts = width // (self.num_heads * self.head_dim)
+        return y.reshape(B, N, parts, self.num_heads, self.head_dim).permute(2, 0, 3, 1, 4).unbind(0)

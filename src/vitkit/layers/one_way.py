@@ -23,21 +23,14 @@ def one_way_block(blk: nn.Module, text: torch.Tensor, text_masks: torch.Tensor, 
     alone): returns (text [CLS] row [N, 1, D], an empty image [B, 0, D]); the image tokens then give keys and
     values only, and no image row or other text row is computed."""
     attn = blk.attn
-    H, hd = attn.num_heads, attn.head_dim
     drop = attn.attn_drop if blk.training else 0.0
-
-    def heads(x: torch.Tensor, parts: int = 3) -> tuple[torch.Tensor, ...]:
-        b, n, C = x.shape
-        w, bias = attn.qkv.weight[-parts * C:], None if attn.qkv.bias is None else attn.qkv.bias[-parts * C:]
-        return F.linear(x, w, bias).reshape(b, n, parts, H, hd).permute(2, 0, 3, 1, 4).unbind(0)  # [b, H, n, hd]
-
-    qt, kt, vt = heads(blk.norm1(text))
-    if cls_only:  # keys and values of the image (the last 2/3 of the fused qkv rows), no image queries
+    qt, kt, vt = attn.heads(attn.project(blk.norm1(text)))  # each [b, H, n, hd]
+    if cls_only:  # keys and values of the image, no image queries
         qt, text = qt[:, :, :1], text[:, :1]
-        ki, vi = heads(blk.norm1(image), parts=2)
+        ki, vi = attn.heads(attn.project(blk.norm1(image), "kv"))
         hi, image = None, image[:, :0]
     else:
-        qi, ki, vi = heads(blk.norm1(image))
+        qi, ki, vi = attn.heads(attn.project(blk.norm1(image)))
         hi = F.scaled_dot_product_attention(qi, ki, vi, attn_mask=image_masks[:, None, None, :], dropout_p=drop)
     if index is not None:  # each text's image: keys, values and mask gathered per text
         ki, vi, image_masks = ki[index], vi[index], image_masks[index]

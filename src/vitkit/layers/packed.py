@@ -45,20 +45,16 @@ def _block(blk: Block, x: torch.Tensor, slots: torch.Tensor, where: torch.Tensor
            rows: torch.Tensor | None) -> torch.Tensor:
     attn = blk.attn
     b, n = slots.shape
-    C, H, hd = x.shape[-1], attn.num_heads, attn.head_dim
+    C = x.shape[-1]
     h = blk.norm1(x)
-    w, bias = attn.qkv.weight, attn.qkv.bias
-    if rows is None:  # every token's output: q, k, v for all rows
-        parts, qkv = 3, attn.qkv(h)
-    else:  # queries of `rows` only; the fused weight's rows are [q | k | v]
-        parts, qkv = 2, F.linear(h, w[C:], None if bias is None else bias[C:])
-        q = F.linear(h[rows], w[:C], None if bias is None else bias[:C]).view(b, 1, H, hd).transpose(1, 2)
-    padded = qkv.new_zeros(b * n, parts * C).index_copy_(0, where, qkv)
-    heads = padded.view(b, n, parts, H, hd).permute(2, 0, 3, 1, 4).unbind(0)  # each [b, H, n, hd]
+    qkv = attn.project(h, "qkv" if rows is None else "kv")  # every row's q, k, v; or only k, v
+    padded = qkv.new_zeros(b * n, qkv.shape[-1]).index_copy_(0, where, qkv)
+    heads = attn.heads(padded.view(b, n, -1))  # each [b, H, n, hd]
     if rows is None:
         q, k, v = heads
-    else:
+    else:  # queries of `rows` only
         k, v = heads
+        (q,) = attn.heads(attn.project(h[rows][:, None], "q"))  # [b, H, 1, hd]
     out = F.scaled_dot_product_attention(q, k, v, attn_mask=slots[:, None, None, :])  # [b, H, Q, hd]
     out = out.transpose(1, 2).reshape(-1, C)  # [b * Q, C]
     if rows is None:
