@@ -30,13 +30,14 @@ def test_pack_keeps_each_rows_real_tokens_in_order():
     assert first.tolist() == [0, 3]
 
 
-def test_packed_first_tokens_equal_each_sequence_alone():
+@pytest.mark.parametrize("lengths", [(5, 1, 9, 3), (6, 6, 6)])  # mixed; all equal (no scatter, no mask)
+def test_packed_first_tokens_equal_each_sequence_alone(lengths):
     blks = blocks()
     torch.manual_seed(1)
-    seqs = [torch.randn(n, 32) for n in (5, 1, 9, 3)]
+    seqs = [torch.randn(n, 32) for n in lengths]
     x = torch.cat(seqs)
-    lengths = torch.tensor([len(s) for s in seqs])
-    slots = torch.arange(9)[None] < lengths[:, None]
+    lengths = torch.tensor(lengths)
+    slots = torch.arange(int(lengths.max()))[None] < lengths[:, None]
     first = lengths.cumsum(0) - lengths
     out = packed_first_tokens(blks, x, slots, first)
     for j, s in enumerate(seqs):

@@ -35,30 +35,33 @@ def packed_first_tokens(blocks: nn.ModuleList | list[Block], x: torch.Tensor, sl
     against every key of their sequence). Inference only: stochastic depth and dropout would draw per token."""
     if any(blk.training for blk in blocks):
         raise RuntimeError("packed_first_tokens is for inference; call .eval() first")
-    where = slots.flatten().nonzero().squeeze(1)  # packed row t -> its slot in the flattened [b, N] layout
+    # packed row t -> its slot in the flattened [b, N] layout; None when every sequence has N tokens (the packed
+    # rows are that layout already: no scatter, no gather, no mask)
+    where = None if bool(slots.all()) else slots.flatten().nonzero().squeeze(1)
     for blk in blocks[:-1]:
         x = _block(blk, x, slots, where, None)
     return _block(blocks[-1], x, slots, where, first)
 
 
-def _block(blk: Block, x: torch.Tensor, slots: torch.Tensor, where: torch.Tensor,
+def _block(blk: Block, x: torch.Tensor, slots: torch.Tensor, where: torch.Tensor | None,
            rows: torch.Tensor | None) -> torch.Tensor:
     attn = blk.attn
     b, n = slots.shape
     C = x.shape[-1]
     h = blk.norm1(x)
     qkv = attn.project(h, "qkv" if rows is None else "kv")  # every row's q, k, v; or only k, v
-    padded = qkv.new_zeros(b * n, qkv.shape[-1]).index_copy_(0, where, qkv)
+    padded = qkv if where is None else qkv.new_zeros(b * n, qkv.shape[-1]).index_copy_(0, where, qkv)
     heads = attn.heads(padded.view(b, n, -1))  # each [b, H, n, hd]
     if rows is None:
         q, k, v = heads
     else:  # queries of `rows` only
         k, v = heads
         (q,) = attn.heads(attn.project(h[rows][:, None], "q"))  # [b, H, 1, hd]
-    out = F.scaled_dot_product_attention(q, k, v, attn_mask=slots[:, None, None, :])  # [b, H, Q, hd]
+    mask = None if where is None else slots[:, None, None, :]
+    out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)  # [b, H, Q, hd]
     out = out.transpose(1, 2).reshape(-1, C)  # [b * Q, C]
     if rows is None:
-        out = out.index_select(0, where)  # back to the packed rows
+        out = out if where is None else out.index_select(0, where)  # back to the packed rows
         res = x
     else:
         res = x[rows]
