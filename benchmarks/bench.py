@@ -370,7 +370,7 @@ def vilt_vqa(ctx: Ctx, name: str, batch: int, bf16: bool) -> list[Row]:
     opx = px.to(torch.bfloat16) if bf16 else px
     fns = {"ours": _inference(ours, ids, am, opx, pm),
            "theirs": _inference(hf, input_ids=ids, attention_mask=am, pixel_values=px, pixel_mask=pm)}
-    if not bf16:  # the pooled-only inference path (what vitkit.vqa runs): real tokens packed, [CLS]-only last block
+    if not bf16:  # the pooled output alone (what vitkit.vqa runs): model()'s path without the output object
         from vitkit.models.vilt import HEAD_ATTRS
 
         head = getattr(ours, HEAD_ATTRS["vqa"])
@@ -379,14 +379,16 @@ def vilt_vqa(ctx: Ctx, name: str, batch: int, bf16: bool) -> list[Row]:
         fns["pooled"] = _inference(lambda *a: head(ours.pooled_output(*a)), ids, am, px, pm)
     t = ctx.timed(fns, ("fp32", "bf16") if bf16 else ("fp32",))
     patches = (px.shape[-2] // cfg.patch_size) * (px.shape[-1] // cfg.patch_size)
-    flops = vilt_flops(cfg, ids.shape[1], patches)  # both run all 40 text positions (padding masked)
+    # the padded model's FLOPs for both (all 40 text positions, every last-block row): HF computes them; vitkit's
+    # inference skips the padding and computes the last block's [CLS] row only, so its % peak is an effective rate
+    flops = vilt_flops(cfg, ids.shape[1], patches)
     kind = "bf16" if bf16 else "fp32"
     what = f"ViLT-B/32 VQA {px.shape[-2]}x{px.shape[-1]} + {ids.shape[1]} tokens (half padding) {kind}"
     rows = [Row(name, what, batch, "pair", batch / t["ours"], batch / t["theirs"], "HF transformers fp32",
                 4.0 if bf16 else 1.2, flops, flops, kind, "fp32", 0.75 if bf16 else None,
                 note=f"{ctx.spread('ours', 'theirs')}; fp32 max abs diff {diff:.1e}", peaks=ctx.local_peaks)]
     if "pooled" in t:
-        rows.append(Row(name + "_pooled", "  same, ViLT.pooled_output + head (packed, [CLS]-only last block)", batch,
+        rows.append(Row(name + "_pooled", "  same, ViLT.pooled_output + head", batch,
                         "pair", batch / t["pooled"], batch / t["theirs"], "HF transformers fp32", None, flops, flops,
                         kind, "fp32", peaks=ctx.local_peaks,
                         note=f"{ctx.spread('pooled', 'theirs')}; max abs diff vs model() {pooled_diff:.1e}"))

@@ -74,18 +74,30 @@ def test_logit_parity_on_a_padded_batch(hf_case):
     assert isinstance(model, ViLT) and not model.training
     n = 2 if name == "ViltForImagesAndTextClassification" else 1
     ids, am, px, pm = padded_batch(n)
+    real = am.bool()
     with torch.no_grad():
         ref = hf(input_ids=ids, attention_mask=am, pixel_values=px, pixel_mask=pm)
         out = model(input_ids=ids, attention_mask=am, pixel_values=px, pixel_mask=pm)
+    with torch.enable_grad():  # gradients on: the padded path, every position (padding too) as the original's
+        padded = model(input_ids=ids, attention_mask=am, pixel_values=px, pixel_mask=pm)
     if name == "ViltModel":
         assert out.logits is None
-        torch.testing.assert_close(out.pooled, ref.pooler_output, rtol=0, atol=ATOL)
+        for o in (out, padded):
+            torch.testing.assert_close(o.pooled, ref.pooler_output, rtol=0, atol=ATOL)
+            torch.testing.assert_close(o.image_feats[:, 0], ref.last_hidden_state[:, 9], rtol=0, atol=ATOL)
         # text positions are comparable one to one (HF reorders image patches at random: compare the text)
-        torch.testing.assert_close(out.text_feats, ref.last_hidden_state[:, :9], rtol=0, atol=ATOL)
-        torch.testing.assert_close(out.image_feats[:, 0], ref.last_hidden_state[:, 9], rtol=0, atol=ATOL)
+        torch.testing.assert_close(padded.text_feats, ref.last_hidden_state[:, :9], rtol=0, atol=ATOL)
+        # inference (eval, no grad) skips padding: the real positions are the same, padding positions hold zeros
+        torch.testing.assert_close(out.text_feats[real], ref.last_hidden_state[:, :9][real], rtol=0, atol=ATOL)
+        assert not out.text_feats[~real].any() and not out.image_feats[~out.image_masks].any()
+        assert out.image_masks.sum() < out.image_masks.numel()  # there was image padding to skip
     else:
         assert out.logits.shape == ref.logits.shape
-        torch.testing.assert_close(out.logits, ref.logits, rtol=0, atol=ATOL)
+        torch.testing.assert_close(padded.logits, ref.logits, rtol=0, atol=ATOL)
+        if name == "ViltForMaskedLM":  # [B, Lt, V]: at padding positions the inference pass reads zeros
+            torch.testing.assert_close(out.logits[real], ref.logits[real], rtol=0, atol=ATOL)
+        else:
+            torch.testing.assert_close(out.logits, ref.logits, rtol=0, atol=ATOL)
 
 
 def test_config_is_honoured(hf_case):

@@ -11,7 +11,7 @@ from PIL import Image
 
 import vitkit
 from vitkit.layers import Block
-from vitkit.layers.packed import pack, packed_first_tokens
+from vitkit.layers.packed import block, layout, pack, through, unpack
 from vitkit.vilt_inference import processor_for
 
 
@@ -21,6 +21,12 @@ def blocks(depth: int = 3, dim: int = 32) -> torch.nn.ModuleList:
     return torch.nn.ModuleList(made).eval()
 
 
+def packed_first_tokens(blks, x, slots, first):
+    """Each sequence's first row after the blocks, the last block on those rows only."""
+    where = layout(slots)
+    return block(blks[-1], through(blks[:-1], x, slots, where), slots, where, first)
+
+
 def test_pack_keeps_each_rows_real_tokens_in_order():
     x = torch.arange(2 * 4 * 1, dtype=torch.float32).view(2, 4, 1)
     mask = torch.tensor([[True, False, True, True], [True, True, False, False]])
@@ -28,6 +34,9 @@ def test_pack_keeps_each_rows_real_tokens_in_order():
     assert packed[:, 0].tolist() == [0, 2, 3, 4, 5]
     assert slots.tolist() == [[True, True, True], [True, True, False]]
     assert first.tolist() == [0, 3]
+    back = unpack(packed, mask)
+    assert back[..., 0].tolist() == [[0, 0, 2, 3], [4, 5, 0, 0]]  # the real tokens in place, zeros elsewhere
+    assert layout(slots).tolist() == [0, 1, 2, 3, 4] and layout(torch.ones(2, 3, dtype=torch.bool)) is None
 
 
 @pytest.mark.parametrize("lengths", [(5, 1, 9, 3), (6, 6, 6)])  # mixed; all equal (no scatter, no mask)
@@ -59,10 +68,26 @@ def test_packed_runs_per_token_layers_on_real_tokens_only_and_the_last_block_on_
     assert seen == [11, 11, 2]
 
 
+def test_packed_every_row_equals_each_sequence_alone_with_zeros_at_padding():
+    blks = blocks()
+    torch.manual_seed(1)
+    mask = torch.tensor([[True, True, False, True, False], [True, True, True, True, True], [True, False] + [False] * 3])
+    tokens = torch.randn(3, 5, 32)
+    x, slots, _ = pack(tokens, mask)
+    out = unpack(through(blks, x, slots, layout(slots)), mask)
+    for j in range(3):
+        y = tokens[j][mask[j]][None]
+        with torch.no_grad():
+            for blk in blks:
+                y, _ = blk(y)
+        torch.testing.assert_close(out[j][mask[j]], y[0], atol=1e-5, rtol=1e-5)
+        assert not out[j][~mask[j]].any()
+
+
 def test_packed_refuses_training_mode():
     blks = blocks().train()
     with pytest.raises(RuntimeError, match="inference"):
-        packed_first_tokens(blks, torch.randn(3, 32), torch.ones(1, 3, dtype=torch.bool), torch.tensor([0]))
+        through(blks, torch.randn(3, 32), torch.ones(1, 3, dtype=torch.bool), None)
 
 
 SMALL = dict(depth=2, embed_dim=64, num_heads=4, img_size=64, patch_size=16, shorter_edge=64, longer_edge=96,

@@ -2,9 +2,16 @@
 
 A padded batch spends as much on a padding position as on a real token in every LayerNorm, projection and MLP,
 which is nearly all of a transformer's work. Here the real tokens of b sequences sit back to back in one
-[T, D] tensor; the per-token layers run on those T rows only, and each block's attention alone goes through a
-padded [b, N] layout (the sequences' keys side by side, a key-padding mask), so a token attends within its own
-sequence exactly as it would alone. The result equals running each sequence separately, up to float rounding.
+[T, D] tensor (`pack`); the per-token layers run on those T rows only, and each block's attention alone goes
+through a padded [b, N] layout (the sequences' keys side by side, a key-padding mask), so a token attends within
+its own sequence exactly as it would alone. The result equals running each sequence separately, up to float
+rounding.
+
+    x, slots, first = pack(tokens, mask)  # [T, D]
+    where = layout(slots)
+    x = through(blocks[:-1], x, slots, where)
+    cls = block(blocks[-1], x, slots, where, first)  # [b, D]: the last block on each sequence's first row
+    feats = unpack(block(blocks[-1], x, slots, where), mask)  # or every row, [b, L, D] with zeros at padding
 """
 
 from __future__ import annotations
@@ -27,24 +34,36 @@ def pack(x: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tenso
     return packed, slots, lengths.cumsum(0) - lengths
 
 
-@torch.no_grad()
-def packed_first_tokens(blocks: nn.ModuleList | list[Block], x: torch.Tensor, slots: torch.Tensor,
-                        first: torch.Tensor) -> torch.Tensor:
-    """Run pre-norm `blocks` over packed sequences (see `pack`) and return each sequence's first token after the
-    last block, [b, D]: what a [CLS]-pooled head reads. The last block computes those b rows only (their queries
-    against every key of their sequence). Inference only: stochastic depth and dropout would draw per token."""
+def unpack(packed: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """The inverse of `pack`: packed [T, D] -> padded [b, L, D] laid out as `mask` [b, L], zeros where it is
+    False."""
+    b, L = mask.shape
+    return packed.new_zeros(b * L, packed.shape[-1]).index_copy_(
+        0, mask.flatten().nonzero().squeeze(1), packed).view(b, L, -1)
+
+
+def layout(slots: torch.Tensor) -> torch.Tensor | None:
+    """Where each packed row sits in the flattened [b, N] attention layout (for `block`); None when every sequence
+    has N tokens (the packed rows are that layout already: no scatter, no gather, no mask)."""
+    return None if bool(slots.all()) else slots.flatten().nonzero().squeeze(1)
+
+
+def through(blocks: nn.ModuleList | list[Block], x: torch.Tensor, slots: torch.Tensor,
+            where: torch.Tensor | None) -> torch.Tensor:
+    """Run pre-norm `blocks` (eval) over packed rows x [T, D] -> [T, D]. where: `layout(slots)`."""
     if any(blk.training for blk in blocks):
-        raise RuntimeError("packed_first_tokens is for inference; call .eval() first")
-    # packed row t -> its slot in the flattened [b, N] layout; None when every sequence has N tokens (the packed
-    # rows are that layout already: no scatter, no gather, no mask)
-    where = None if bool(slots.all()) else slots.flatten().nonzero().squeeze(1)
-    for blk in blocks[:-1]:
-        x = _block(blk, x, slots, where, None)
-    return _block(blocks[-1], x, slots, where, first)
+        raise RuntimeError("packed blocks are for inference; call .eval() first")
+    for blk in blocks:
+        x = block(blk, x, slots, where)
+    return x
 
 
-def _block(blk: Block, x: torch.Tensor, slots: torch.Tensor, where: torch.Tensor | None,
-           rows: torch.Tensor | None) -> torch.Tensor:
+def block(blk: Block, x: torch.Tensor, slots: torch.Tensor, where: torch.Tensor | None,
+          rows: torch.Tensor | None = None) -> torch.Tensor:
+    """One pre-norm block (eval) over packed rows x [T, D] -> [T, D]. With `rows` [b] (one packed index per
+    sequence, e.g. each one's first token: what a [CLS]-pooled head reads) only those rows' outputs [b, D], their
+    queries against every key of their sequence. where: `layout(slots)`. Stochastic depth and dropout would
+    draw per token: inference only."""
     attn = blk.attn
     b, n = slots.shape
     C = x.shape[-1]

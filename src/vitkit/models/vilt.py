@@ -19,7 +19,7 @@ Parameter names are the original ViLT's (`transformer.blocks.i.attn.qkv`, `text_
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -28,10 +28,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..errors import CheckpointError, ConfigError
-from ..layers import ConvStem, OverlapConvEmbed, OverlapPatchEmbed, sincos_2d_pos_embed
+from ..layers import ConvStem, OverlapConvEmbed, OverlapPatchEmbed, packed, sincos_2d_pos_embed
 from ..layers.mlp import get_activation
 from ..layers.one_way import check_image_index, one_way_block
-from ..layers.packed import pack, packed_first_tokens
 from ._base import PretrainedModel
 from .vilt_heads import (
     HEAD_ATTRS,
@@ -42,6 +41,7 @@ from .vilt_heads import (
     init_rank_from_itm,
     rank_head,
 )
+from .vilt_output import ViLTOutput, deferred_features
 from .vit import IMAGENET_INCEPTION_MEAN, IMAGENET_INCEPTION_STD, VisionTransformer, ViTConfig
 
 log = logging.getLogger("vitkit")
@@ -163,22 +163,6 @@ class ViLTConfig:
             proj_drop_rate=self.drop_rate, attn_drop_rate=self.attn_drop_rate, drop_path_rate=self.drop_path_rate,
             mean=self.mean, std=self.std, crop_pct=1.0, interpolation=self.interpolation, pos_embed=self.pos_embed,
         )
-
-
-@dataclass
-class ViLTOutput:
-    """What a ViLT forward returns. With num_images > 1 (NLVR2) every backbone field gets an image axis after
-    the batch axis (pooled [B, n, D], text_feats [B, n, Lt, D], ...)."""
-
-    logits: torch.Tensor | None  # the task head's: VQA [B, answers], ITM [B, 2], MLM [B, Lt, V], ...; backbone None
-    pooled: torch.Tensor  # [B, D] tanh(Linear(first token)): what sentence-level heads read
-    text_feats: torch.Tensor  # [B, Lt, D] after the final norm
-    image_feats: torch.Tensor  # [B, 1 + Li, D] image [CLS] first
-    text_masks: torch.Tensor  # [B, Lt] bool
-    image_masks: torch.Tensor  # [B, 1 + Li] bool, False on padding patches
-    patch_index: torch.Tensor  # [B, Li, 2] (row, col) of each image token in its patch grid
-    extra_logits: dict[str, torch.Tensor] = field(default_factory=dict)  # config.extra_heads, by name
-    attentions: list[torch.Tensor] | None = None  # per block [B, heads, N, N], when asked
 
 
 class TextEmbeddings(nn.Module):
@@ -422,17 +406,10 @@ class ViLT(PretrainedModel):
     @torch.no_grad()
     def pooled_joint(self, text: torch.Tensor, text_masks: torch.Tensor, image: torch.Tensor,
                      image_masks: torch.Tensor) -> torch.Tensor:
-        """Inference: `forward_joint(...).pooled` [B, D] from embedded tokens, computed on the real tokens only.
-        Each pair's text and image tokens are packed back to back without padding (`layers.packed`): a batch of
-        mixed image sizes and text lengths costs what its real tokens cost; and the last block computes only
-        the text [CLS] row the pooler reads. One-way fusion, or a text whose [CLS] is masked, takes the plain
-        path."""
-        if not self.config.image_attends_text or self.training or not bool(text_masks[:, 0].all()):
-            return self.forward_joint(text, text_masks, image, image_masks,
-                                      torch.zeros(0, dtype=torch.long, device=text.device), pooled_only=True).pooled
-        x, slots, first = pack(torch.cat([text, image], dim=1), torch.cat([text_masks, image_masks], dim=1))
-        cls = packed_first_tokens(self.transformer.blocks, x, slots, first)  # [B, D]
-        return self.pooler(self.transformer.norm(cls)[:, None])
+        """Inference: `forward_joint(...).pooled` [B, D] from embedded tokens, the last block on the text [CLS]
+        only; in eval mode on the real tokens only (see `forward_joint`)."""
+        return self.forward_joint(text, text_masks, image, image_masks,
+                                  torch.zeros(0, dtype=torch.long, device=text.device), pooled_only=True).pooled
 
     def forward_joint(
         self,
@@ -449,7 +426,15 @@ class ViLT(PretrainedModel):
         [B, 1+Li, D] from `embed_image`, each with its modality-type embedding already added, masks bool.
         `forward_features` is the embeddings + this; `vitkit.vilt_inference` calls it directly to run many texts
         against one image embedded once. With one-way fusion (`image_attends_text=False`) the text and image
-        streams run side by side (`image_index` [N] maps texts to images; None: text b reads image b)."""
+        streams run side by side (`image_index` [N] maps texts to images; None: text b reads image b).
+
+        Inference (eval mode, gradients off, early fusion) runs packed: each pair's real text and image tokens
+        back to back, so the per-token layers skip padding (a batch of mixed text lengths and image sizes costs
+        what its real tokens cost), and the last block computes the text [CLS] row first; the other rows'
+        features are computed when `text_feats` / `image_feats` are first read, zeros at padding (`ViLTOutput`).
+        """
+        if self._runs_packed(text_masks, output_attentions, image_index):
+            return self._forward_packed(text, text_masks, image, image_masks, patch_index, pooled_only)
         if not self.config.image_attends_text and not output_attentions:
             return self._forward_one_way(text, text_masks, image, image_masks, patch_index, image_index, pooled_only)
         if image_index is not None:  # one-way fusion, attention maps asked for: one joint pass per text
@@ -474,6 +459,29 @@ class ViLT(PretrainedModel):
             logits=None, pooled=self.pooler(x), text_feats=x[:, :Lt], image_feats=x[:, Lt:],
             text_masks=text_masks, image_masks=image_masks, patch_index=patch_index, attentions=attentions,
         )
+
+    def _runs_packed(self, text_masks: torch.Tensor, output_attentions: bool, image_index: torch.Tensor | None
+                     ) -> bool:
+        return (self.config.image_attends_text and not output_attentions and image_index is None
+                and not self.training and not torch.is_grad_enabled() and not torch.compiler.is_compiling()
+                and bool(text_masks[:, 0].all()))  # the pooler reads position 0: real in every row
+
+    def _forward_packed(self, text: torch.Tensor, text_masks: torch.Tensor, image: torch.Tensor,
+                        image_masks: torch.Tensor, patch_index: torch.Tensor, pooled_only: bool) -> ViLTOutput:
+        """`forward_joint` in inference over the real tokens only (`layers.packed`)."""
+        mask = torch.cat([text_masks, image_masks], dim=1)
+        x, slots, first = packed.pack(torch.cat([text, image], dim=1), mask)
+        where = packed.layout(slots)
+        blocks, norm = self.transformer.blocks, self.transformer.norm
+        x = packed.through(blocks[:-1], x, slots, where)
+        cls = norm(packed.block(blocks[-1], x, slots, where, first))[:, None]  # [B, 1, D]
+        out = ViLTOutput(logits=None, pooled=self.pooler(cls), text_feats=cls, image_feats=cls[:, :0],
+                         text_masks=text_masks, image_masks=image_masks, patch_index=patch_index)
+        if not pooled_only:  # every row's features, when read
+            out.text_feats, out.image_feats = deferred_features(
+                lambda: packed.unpack(norm(packed.block(blocks[-1], x, slots, where)), mask), text.shape[1],
+                [blocks[-1], norm], torch.is_inference_mode_enabled())
+        return out
 
     def _forward_one_way(self, text: torch.Tensor, text_masks: torch.Tensor, image: torch.Tensor,
                          image_masks: torch.Tensor, patch_index: torch.Tensor,
@@ -538,8 +546,7 @@ class ViLT(PretrainedModel):
                                     image_token_type_idx, output_attentions, image_index, pooled_only)
         if n > 1:  # every field [B*n, ...] -> [B, n, ...]; NLVR2 reads the n pooled outputs side by side
             for name in ("pooled", "text_feats", "image_feats", "text_masks", "image_masks", "patch_index"):
-                t = getattr(out, name)
-                setattr(out, name, t.reshape(B, n, *t.shape[1:]))
+                out.map_field(name, lambda t: t.reshape(B, n, *t.shape[1:]))
             heads = {"nlvr2": self.nlvr2_classifier(out.pooled.flatten(1))}  # [B, n*D] -> [B, answers]
         else:
             heads = {h: self._run_head(h, out, mlm_mask) for h in self.config.heads
