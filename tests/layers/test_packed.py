@@ -11,7 +11,7 @@ from PIL import Image
 
 import vitkit
 from vitkit.layers import Block
-from vitkit.layers.packed import block, layout, pack, through, unpack
+from vitkit.layers.packed import Layout, block, layout, pack, through, unpack
 from vitkit.vilt_inference import processor_for
 
 
@@ -21,10 +21,15 @@ def blocks(depth: int = 3, dim: int = 32) -> torch.nn.ModuleList:
     return torch.nn.ModuleList(made).eval()
 
 
-def packed_first_tokens(blks, x, slots, first):
+def padded_layout(slots):
+    """The layout `layout` picks off the CPU: scattered into [b, N] with a key mask (tested here on the CPU)."""
+    return Layout(slots, where=slots.flatten().nonzero().squeeze(1))
+
+
+def packed_first_tokens(blks, x, slots, first, lay=None):
     """Each sequence's first row after the blocks, the last block on those rows only."""
-    where = layout(slots)
-    return block(blks[-1], through(blks[:-1], x, slots, where), slots, where, first)
+    lay = layout(slots) if lay is None else lay
+    return block(blks[-1], through(blks[:-1], x, lay), lay, first)
 
 
 def test_pack_keeps_each_rows_real_tokens_in_order():
@@ -36,11 +41,15 @@ def test_pack_keeps_each_rows_real_tokens_in_order():
     assert first.tolist() == [0, 3]
     back = unpack(packed, mask)
     assert back[..., 0].tolist() == [[0, 0, 2, 3], [4, 5, 0, 0]]  # the real tokens in place, zeros elsewhere
-    assert layout(slots).tolist() == [0, 1, 2, 3, 4] and layout(torch.ones(2, 3, dtype=torch.bool)) is None
+    assert layout(slots).lengths == [3, 2] and layout(slots).where is None  # CPU: sequence by sequence
+    assert padded_layout(slots).where.tolist() == [0, 1, 2, 3, 4]
+    full = layout(torch.ones(2, 3, dtype=torch.bool))  # equal lengths: one batched call, no mask
+    assert full.where is None and full.lengths is None
 
 
+@pytest.mark.parametrize("padded", [False, True])
 @pytest.mark.parametrize("lengths", [(5, 1, 9, 3), (6, 6, 6)])  # mixed; all equal (no scatter, no mask)
-def test_packed_first_tokens_equal_each_sequence_alone(lengths):
+def test_packed_first_tokens_equal_each_sequence_alone(lengths, padded):
     blks = blocks()
     torch.manual_seed(1)
     seqs = [torch.randn(n, 32) for n in lengths]
@@ -48,7 +57,7 @@ def test_packed_first_tokens_equal_each_sequence_alone(lengths):
     lengths = torch.tensor(lengths)
     slots = torch.arange(int(lengths.max()))[None] < lengths[:, None]
     first = lengths.cumsum(0) - lengths
-    out = packed_first_tokens(blks, x, slots, first)
+    out = packed_first_tokens(blks, x, slots, first, padded_layout(slots) if padded else None)
     for j, s in enumerate(seqs):
         y = s[None]
         with torch.no_grad():
@@ -68,13 +77,14 @@ def test_packed_runs_per_token_layers_on_real_tokens_only_and_the_last_block_on_
     assert seen == [11, 11, 2]
 
 
-def test_packed_every_row_equals_each_sequence_alone_with_zeros_at_padding():
+@pytest.mark.parametrize("padded", [False, True])
+def test_packed_every_row_equals_each_sequence_alone_with_zeros_at_padding(padded):
     blks = blocks()
     torch.manual_seed(1)
     mask = torch.tensor([[True, True, False, True, False], [True, True, True, True, True], [True, False] + [False] * 3])
     tokens = torch.randn(3, 5, 32)
     x, slots, _ = pack(tokens, mask)
-    out = unpack(through(blks, x, slots, layout(slots)), mask)
+    out = unpack(through(blks, x, padded_layout(slots) if padded else layout(slots)), mask)
     for j in range(3):
         y = tokens[j][mask[j]][None]
         with torch.no_grad():
@@ -87,7 +97,7 @@ def test_packed_every_row_equals_each_sequence_alone_with_zeros_at_padding():
 def test_packed_refuses_training_mode():
     blks = blocks().train()
     with pytest.raises(RuntimeError, match="inference"):
-        through(blks, torch.randn(3, 32), torch.ones(1, 3, dtype=torch.bool), None)
+        through(blks, torch.randn(3, 32), layout(torch.ones(1, 3, dtype=torch.bool)))
 
 
 SMALL = dict(depth=2, embed_dim=64, num_heads=4, img_size=64, patch_size=16, shorter_edge=64, longer_edge=96,

@@ -2,19 +2,25 @@
 
 A padded batch spends as much on a padding position as on a real token in every LayerNorm, projection and MLP,
 which is nearly all of a transformer's work. Here the real tokens of b sequences sit back to back in one
-[T, D] tensor (`pack`); the per-token layers run on those T rows only, and each block's attention alone goes
-through a padded [b, N] layout (the sequences' keys side by side, a key-padding mask), so a token attends within
-its own sequence exactly as it would alone. The result equals running each sequence separately, up to float
-rounding.
+[T, D] tensor (`pack`); the per-token layers run on those T rows only, and a token attends within its own
+sequence exactly as it would alone. The result equals running each sequence separately, up to float rounding.
+
+The attention, the one step that needs the sequences apart, takes one of three layouts (`layout`): sequences of
+equal length are already a [b, n] batch (one call, no mask); on the CPU, sequences of mixed lengths attend one by
+one over their slice of the packed rows (no padded keys: the attention costs sum(n_j^2), not b * max(n_j)^2, and
+nothing is copied); elsewhere (GPU: one kernel rather than b launches) they are scattered into a padded [b, N]
+layout with a key-padding mask and gathered back.
 
     x, slots, first = pack(tokens, mask)  # [T, D]
-    where = layout(slots)
-    x = through(blocks[:-1], x, slots, where)
-    cls = block(blocks[-1], x, slots, where, first)  # [b, D]: the last block on each sequence's first row
-    feats = unpack(block(blocks[-1], x, slots, where), mask)  # or every row, [b, L, D] with zeros at padding
+    lay = layout(slots)
+    x = through(blocks[:-1], x, lay)
+    cls = block(blocks[-1], x, lay, first)  # [b, D]: the last block on each sequence's first row
+    feats = unpack(block(blocks[-1], x, lay), mask)  # or every row, [b, L, D] with zeros at padding
 """
 
 from __future__ import annotations
+
+from typing import NamedTuple
 
 import torch
 import torch.nn.functional as F
@@ -42,47 +48,64 @@ def unpack(packed: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         0, mask.flatten().nonzero().squeeze(1), packed).view(b, L, -1)
 
 
-def layout(slots: torch.Tensor) -> torch.Tensor | None:
-    """Where each packed row sits in the flattened [b, N] attention layout (for `block`); None when every sequence
-    has N tokens (the packed rows are that layout already: no scatter, no gather, no mask)."""
-    return None if bool(slots.all()) else slots.flatten().nonzero().squeeze(1)
+class Layout(NamedTuple):
+    """How a block's attention sees packed sequences (see the module docstring): `slots` [b, N] (from `pack`);
+    `lengths` (host ints) to attend sequence by sequence; else `where` (packed row -> slot in the flattened
+    [b, N] layout) to scatter into it, or neither when every sequence has N tokens."""
+
+    slots: torch.Tensor
+    where: torch.Tensor | None = None
+    lengths: list[int] | None = None
 
 
-def through(blocks: nn.ModuleList | list[Block], x: torch.Tensor, slots: torch.Tensor,
-            where: torch.Tensor | None) -> torch.Tensor:
-    """Run pre-norm `blocks` (eval) over packed rows x [T, D] -> [T, D]. where: `layout(slots)`."""
+def layout(slots: torch.Tensor) -> Layout:
+    """The attention layout for packed sequences with these `slots` (see `Layout`)."""
+    if bool(slots.all()):
+        return Layout(slots)
+    if slots.device.type == "cpu":
+        return Layout(slots, lengths=slots.sum(1).tolist())
+    return Layout(slots, where=slots.flatten().nonzero().squeeze(1))
+
+
+def through(blocks: nn.ModuleList | list[Block], x: torch.Tensor, lay: Layout) -> torch.Tensor:
+    """Run pre-norm `blocks` (eval) over packed rows x [T, D] -> [T, D]. lay: `layout(slots)`."""
     if any(blk.training for blk in blocks):
         raise RuntimeError("packed blocks are for inference; call .eval() first")
     for blk in blocks:
-        x = block(blk, x, slots, where)
+        x = block(blk, x, lay)
     return x
 
 
-def block(blk: Block, x: torch.Tensor, slots: torch.Tensor, where: torch.Tensor | None,
-          rows: torch.Tensor | None = None) -> torch.Tensor:
+def block(blk: Block, x: torch.Tensor, lay: Layout, rows: torch.Tensor | None = None) -> torch.Tensor:
     """One pre-norm block (eval) over packed rows x [T, D] -> [T, D]. With `rows` [b] (one packed index per
     sequence, e.g. each one's first token: what a [CLS]-pooled head reads) only those rows' outputs [b, D], their
-    queries against every key of their sequence. where: `layout(slots)`. Stochastic depth and dropout would
-    draw per token: inference only."""
+    queries against every key of their sequence. lay: `layout(slots)`. Stochastic depth and dropout would draw
+    per token: inference only."""
     attn = blk.attn
-    b, n = slots.shape
-    C = x.shape[-1]
     h = blk.norm1(x)
     qkv = attn.project(h, "qkv" if rows is None else "kv")  # every row's q, k, v; or only k, v
-    padded = qkv if where is None else qkv.new_zeros(b * n, qkv.shape[-1]).index_copy_(0, where, qkv)
-    heads = attn.heads(padded.view(b, n, -1))  # each [b, H, n, hd]
-    if rows is None:
-        q, k, v = heads
-    else:  # queries of `rows` only
-        k, v = heads
-        (q,) = attn.heads(attn.project(h[rows][:, None], "q"))  # [b, H, 1, hd]
-    mask = None if where is None else slots[:, None, None, :]
-    out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)  # [b, H, Q, hd]
-    out = out.transpose(1, 2).reshape(-1, C)  # [b * Q, C]
-    if rows is None:
-        out = out if where is None else out.index_select(0, where)  # back to the packed rows
-        res = x
+    q_rows = None if rows is None else attn.heads(attn.project(h[rows][:, None], "q"))[0]  # [b, H, 1, hd]
+    if lay.lengths is not None:  # sequence by sequence: [1, H, n_j, hd] slices of the packed rows
+        outs = []
+        for j, part in enumerate(qkv.split(lay.lengths)):
+            heads = attn.heads(part[None])
+            q, k, v = heads if q_rows is None else (q_rows[j:j + 1], *heads)
+            outs.append(_merge(F.scaled_dot_product_attention(q, k, v)))
+        out = torch.cat(outs)
     else:
-        res = x[rows]
+        b, n = lay.slots.shape
+        padded = qkv if lay.where is None else qkv.new_zeros(b * n, qkv.shape[-1]).index_copy_(0, lay.where, qkv)
+        heads = attn.heads(padded.view(b, n, -1))  # each [b, H, n, hd]
+        q, k, v = heads if q_rows is None else (q_rows, *heads)
+        mask = None if lay.where is None else lay.slots[:, None, None, :]
+        out = _merge(F.scaled_dot_product_attention(q, k, v, attn_mask=mask))  # [b * Q, C]
+        if rows is None and lay.where is not None:
+            out = out.index_select(0, lay.where)  # back to the packed rows
+    res = x if rows is None else x[rows]
     res = res + blk.ls1(attn.proj(out))
     return res.add_(blk.ls2(blk.mlp(blk.norm2(res))))
+
+
+def _merge(out: torch.Tensor) -> torch.Tensor:
+    """Attention output [b, H, Q, hd] -> [b * Q, H * hd]."""
+    return out.transpose(1, 2).flatten(2).flatten(0, 1)

@@ -471,15 +471,15 @@ class ViLT(PretrainedModel):
         """`forward_joint` in inference over the real tokens only (`layers.packed`)."""
         mask = torch.cat([text_masks, image_masks], dim=1)
         x, slots, first = packed.pack(torch.cat([text, image], dim=1), mask)
-        where = packed.layout(slots)
+        lay = packed.layout(slots)
         blocks, norm = self.transformer.blocks, self.transformer.norm
-        x = packed.through(blocks[:-1], x, slots, where)
-        cls = norm(packed.block(blocks[-1], x, slots, where, first))[:, None]  # [B, 1, D]
+        x = packed.through(blocks[:-1], x, lay)
+        cls = norm(packed.block(blocks[-1], x, lay, first))[:, None]  # [B, 1, D]
         out = ViLTOutput(logits=None, pooled=self.pooler(cls), text_feats=cls, image_feats=cls[:, :0],
                          text_masks=text_masks, image_masks=image_masks, patch_index=patch_index)
         if not pooled_only:  # every row's features, when read
             out.text_feats, out.image_feats = deferred_features(
-                lambda: packed.unpack(norm(packed.block(blocks[-1], x, slots, where)), mask), text.shape[1],
+                lambda: packed.unpack(norm(packed.block(blocks[-1], x, lay)), mask), text.shape[1],
                 [blocks[-1], norm], torch.is_inference_mode_enabled())
         return out
 
