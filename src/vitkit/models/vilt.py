@@ -522,7 +522,11 @@ class ViLT(PretrainedModel):
         text token: the head's 30,522-way projection costs more per token than a small encoder. pooled_only:
         for heads that read the pooled output alone (VQA, ITM, NLVR2, retrieval; training tasks pass it): the
         last block computes the text [CLS] row only, so `text_feats` holds that row ([B, 1, D]), `image_feats`
-        is empty and no MLM head runs; logits and gradients are those of the full pass."""
+        is empty and no MLM head runs; logits and gradients are those of the full pass.
+
+        In eval mode with gradients off (`torch.no_grad()` / `torch.inference_mode()`) the encoder skips padding
+        and computes `text_feats` / `image_feats` on their first read, zeros at padding positions (see
+        `forward_joint`); with gradients on every position is computed, padding included, as in transformers."""
         if pixel_values is None:
             raise ConfigError("ViLT needs pixel_values")
         n = self.config.num_images
