@@ -194,6 +194,14 @@ def test_float_images():
     assert np.asarray(to_mode(wide, "L")).tolist() == [[0, 128, 255, 128]]
 
 
+def test_float_image_with_a_signalling_nan_converts_without_a_warning():
+    a = np.array([[0.0, 0.5, 1.0]], dtype=np.float32)
+    a.view(np.uint32)[0, 0] = 0x7F800001  # a signalling NaN: casting it raises numpy's "invalid" flag
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert np.asarray(to_mode(Image.fromarray(a), "L")).tolist() == [[0, 128, 255]]
+
+
 # --------------------------------------------------------------------------------------------- orientation
 @pytest.mark.parametrize("ext", ["jpg", "png", "webp"])
 def test_exif_orientation_is_applied(tmp_path, ext):

@@ -117,7 +117,8 @@ def _high_bit_depth_to_l(img: Image.Image, bit_depth: int | None) -> Image.Image
     """16/32-bit integer or float grey -> 8-bit L, scaled by the bit depth (PIL's own convert clips at 255)."""
     arr = np.asarray(img)
     if img.mode == "F":
-        arr = arr.astype(np.float64)
+        with np.errstate(invalid="ignore"):  # signalling NaNs in the file warn on the cast; replaced just below
+            arr = arr.astype(np.float64)
         if not np.isfinite(arr).all():
             arr = np.nan_to_num(arr, nan=0.0, posinf=0.0, neginf=0.0)
         lo, hi = float(arr.min(initial=0.0)), float(arr.max(initial=0.0))
