@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from vitkit.errors import VitkitError
-from vitkit.layers import ConvStem, PatchEmbed
+from vitkit.layers import ConvStem, OverlapPatchEmbed, PatchEmbed
 
 
 def reference_patchify(x: torch.Tensor, pe: PatchEmbed) -> torch.Tensor:
@@ -122,3 +122,19 @@ def test_overlap_conv_embed_starts_as_the_overlap_stem_and_adds_the_conv_branch(
         torch.testing.assert_close(emb(x)[0], plain(x)[0] + shape)
     with pytest.raises(VitkitError, match="power-of-two"):
         OverlapConvEmbed(img_size=36, patch_size=6, in_chans=3, embed_dim=8)
+
+
+@pytest.mark.parametrize("cls", [PatchEmbed, OverlapPatchEmbed])
+def test_forward_selected_computes_the_kept_patches_only(cls):
+    torch.manual_seed(0)
+    pe = cls(img_size=32, patch_size=8, in_chans=3, embed_dim=16)
+    x = torch.randn(2, 3, 36, 44)  # 4 x 5 patches, a few pixels past the last ones
+    keep = torch.rand(2, 4, 5) < 0.6
+    keep[0, 0, 0] = True
+    with torch.no_grad():
+        full, grid = pe(x)
+        got = pe.forward_selected(x, keep)
+    assert grid == (4, 5) and got.shape == full.shape
+    k = keep.flatten(1)
+    torch.testing.assert_close(got[k], full[k], atol=1e-5, rtol=1e-5)
+    assert not got[~k].any()

@@ -147,3 +147,23 @@ def test_map_field_keeps_a_deferred_value_deferred():
     out.map_field("image_feats", lambda t: t.reshape(1, 2, 5, 4))
     assert calls == [] and out.image_feats.shape == (1, 2, 5, 4)
     assert out.text_feats.shape == (1, 2, 3, 4) and calls == [1]
+
+
+def test_inference_embeds_the_valid_patches_only(monkeypatch):
+    from vitkit.layers import PatchEmbed
+
+    calls = []
+    original = PatchEmbed.forward_selected
+    monkeypatch.setattr(PatchEmbed, "forward_selected", lambda self, x, keep: calls.append(keep) or
+                        original(self, x, keep))
+    model = model_for("vilt_b32_vqa")
+    kw = inputs(2)
+    with torch.enable_grad():
+        want = model(**kw)
+    assert calls == []  # the padded path embeds every patch, as the original
+    with torch.no_grad():
+        got = model(**kw)
+    assert len(calls) == 1 and not calls[0].all()  # padding patches skipped
+    torch.testing.assert_close(got.logits, want.logits, atol=ATOL, rtol=ATOL)
+    real = want.image_masks
+    torch.testing.assert_close(got.image_feats[real], want.image_feats[real], atol=ATOL, rtol=ATOL)

@@ -5,6 +5,7 @@ stride-2 3x3 convolutions to the same grid (Xiao et al. 2021); or `OverlapConvEm
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from ..errors import VitkitError
@@ -33,6 +34,21 @@ class PatchEmbed(nn.Module):
         x = self.proj(x)  # [B, D, gh, gw]
         grid = (x.shape[-2], x.shape[-1])
         return x.flatten(2).transpose(1, 2), grid  # [B, gh*gw, D]
+
+    def forward_selected(self, x: torch.Tensor, keep: torch.Tensor) -> torch.Tensor:
+        """x: [B, C, H, W], keep [B, gh, gw] bool -> tokens [B, gh*gw, D] where only the kept patches are computed
+        (one matmul over them; the others are zero): what `forward` gives at those patches, without spending
+        the convolution on the rest (e.g. a padded batch's padding). A projection that is not one linear map
+        per patch (a subclass's overlapping windows) computes every patch and zeroes the others."""
+        ph, pw = self.patch_size
+        gh, gw = keep.shape[1:]
+        if tuple(self.proj.kernel_size) != (ph, pw) or tuple(self.proj.padding) != (0, 0):
+            return self.forward(x)[0] * keep.flatten(1)[..., None].to(x.dtype)
+        patches = x[..., : gh * ph, : gw * pw].unflatten(2, (gh, ph)).unflatten(-1, (gw, pw))  # [B, C, gh, ph, gw, pw]
+        picked = patches.permute(0, 2, 4, 1, 3, 5)[keep].flatten(1)  # [K, C*ph*pw], the kept patches only
+        tokens = F.linear(picked, self.proj.weight.flatten(1), self.proj.bias)  # [K, D]
+        out = tokens.new_zeros(keep.numel(), tokens.shape[-1])
+        return out.index_copy_(0, keep.flatten().nonzero().squeeze(1), tokens).view(x.shape[0], gh * gw, -1)
 
 
 class OverlapPatchEmbed(PatchEmbed):

@@ -28,7 +28,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..errors import CheckpointError, ConfigError
-from ..layers import ConvStem, OverlapConvEmbed, OverlapPatchEmbed, packed, sincos_2d_pos_embed
+from ..layers import ConvStem, OverlapConvEmbed, OverlapPatchEmbed, PatchEmbed, packed, sincos_2d_pos_embed
 from ..layers.mlp import get_activation
 from ..layers.one_way import check_image_index, one_way_block
 from ._base import PretrainedModel
@@ -37,6 +37,7 @@ from .vilt_heads import (
     ITMHead,
     MLMHead,
     Pooler,
+    adapt_heads,
     classifier_mlp,
     init_rank_from_itm,
     rank_head,
@@ -292,7 +293,7 @@ class ViLT(PretrainedModel):
 
     # ---------------------------------------------------------------------------------------- embeddings
     def embed_image(
-        self, pixel_values: torch.Tensor, pixel_mask: torch.Tensor | None = None
+        self, pixel_values: torch.Tensor, pixel_mask: torch.Tensor | None = None, *, valid_only: bool = False
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """pixels [B, C, H, W] (+ mask [B, H, W], 1 = real pixel) -> (tokens [B, 1+N, D] with position
         embeddings added, masks [B, 1+N] bool, patch_index [B, N, 2]).
@@ -303,17 +304,24 @@ class ViLT(PretrainedModel):
         masked out): no host sync, deterministic. Training with 0 < max_image_len < N keeps max_image_len random
         patches per image, valid ones first (the original's multinomial draw, batched). The original shortens the
         sequence to the batch's largest valid count when that is smaller; here the extra tokens are masked
-        padding, which changes no output.
+        padding, which changes no output. valid_only (inference, which drops padding tokens): the patch
+        embedding computes the valid patches only, zeros elsewhere.
         """
         vit = self.transformer
-        x, (gh, gw) = vit.patch_embed(pixel_values)  # [B, N, D]
+        ph, pw = vit.patch_embed.patch_size
+        gh, gw = pixel_values.shape[-2] // ph, pixel_values.shape[-1] // pw
+        B = pixel_values.shape[0]
+        if pixel_mask is None:
+            valid = torch.ones(B, gh, gw, dtype=torch.bool, device=pixel_values.device)
+        else:  # nearest-sampled to the patch grid, as the original
+            valid = F.interpolate(pixel_mask[:, None].float(), size=(gh, gw), mode="nearest")[:, 0] > 0  # [B, gh, gw]
+        if valid_only and gh and gw and isinstance(vit.patch_embed, PatchEmbed) and not bool(valid.all()):
+            x = vit.patch_embed.forward_selected(pixel_values, valid)  # [B, N, D]
+        else:
+            x, _ = vit.patch_embed(pixel_values)  # [B, N, D]
         if self.image_norm is not None:
             x = self.image_norm(x)
-        B, N, D = x.shape
-        if pixel_mask is None:
-            valid = torch.ones(B, gh, gw, dtype=torch.bool, device=x.device)
-        else:
-            valid = F.interpolate(pixel_mask[:, None].float(), size=(gh, gw), mode="nearest")[:, 0] > 0  # [B, gh, gw]
+        N, D = x.shape[1:]
         h = valid[:, :, 0].sum(1)  # [B] valid rows (counted down the first column, as the original)
         w = valid[:, 0, :].sum(1)  # [B] valid columns
         rows = torch.arange(gh, device=x.device)
@@ -374,17 +382,18 @@ class ViLT(PretrainedModel):
         elif pixel_values.shape[0] != input_ids.shape[0]:
             raise ConfigError(f"{input_ids.shape[0]} texts but {pixel_values.shape[0]} images")
         text, text_masks, image, image_masks, patch_index = self._embed_pair(
-            input_ids, attention_mask, pixel_values, pixel_mask, token_type_ids, image_token_type_idx)
+            input_ids, attention_mask, pixel_values, pixel_mask, token_type_ids, image_token_type_idx,
+            valid_only=self._runs_packed(attention_mask, output_attentions, image_index))
         return self.forward_joint(text, text_masks, image, image_masks, patch_index, output_attentions, image_index,
                                   pooled_only)
 
     def _embed_pair(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None, pixel_values: torch.Tensor,
                     pixel_mask: torch.Tensor | None, token_type_ids: torch.Tensor | None,
-                    image_token_type_idx: int | torch.Tensor = 1) -> tuple[torch.Tensor, ...]:
+                    image_token_type_idx: int | torch.Tensor = 1, valid_only: bool = False) -> tuple[torch.Tensor, ...]:
         """-> (text [B, Lt, D], text masks, image [B, 1+Li, D], image masks, patch_index), modality types added."""
         text_masks = torch.ones_like(input_ids, dtype=torch.bool) if attention_mask is None else attention_mask.bool()
         text = self.text_embeddings(input_ids, token_type_ids)  # [B, Lt, D]
-        image, image_masks, patch_index = self.embed_image(pixel_values, pixel_mask)  # [B, 1+Li, D]
+        image, image_masks, patch_index = self.embed_image(pixel_values, pixel_mask, valid_only=valid_only)
         types = self.token_type_embeddings.weight  # [modalities, D]
         text = text + types[0]
         if isinstance(image_token_type_idx, int):
@@ -400,7 +409,8 @@ class ViLT(PretrainedModel):
         """Inference: the pooled output [B, D] alone (what the VQA, ITM and retrieval heads read), equal to
         `forward_features(...).pooled`. See `pooled_joint`."""
         text, text_masks, image, image_masks, _ = self._embed_pair(
-            input_ids, attention_mask, pixel_values, pixel_mask, token_type_ids)
+            input_ids, attention_mask, pixel_values, pixel_mask, token_type_ids,
+            valid_only=self._runs_packed(attention_mask, False, None))
         return self.pooled_joint(text, text_masks, image, image_masks)
 
     @torch.no_grad()
@@ -460,11 +470,12 @@ class ViLT(PretrainedModel):
             text_masks=text_masks, image_masks=image_masks, patch_index=patch_index, attentions=attentions,
         )
 
-    def _runs_packed(self, text_masks: torch.Tensor, output_attentions: bool, image_index: torch.Tensor | None
-                     ) -> bool:
+    def _runs_packed(self, text_masks: torch.Tensor | None, output_attentions: bool,
+                     image_index: torch.Tensor | None) -> bool:
+        """Whether `forward_joint` runs packed (see there); text_masks: the attention mask, None = all real."""
         return (self.config.image_attends_text and not output_attentions and image_index is None
                 and not self.training and not torch.is_grad_enabled() and not torch.compiler.is_compiling()
-                and bool(text_masks[:, 0].all()))  # the pooler reads position 0: real in every row
+                and (text_masks is None or bool(text_masks[:, 0].all())))  # the pooler reads position 0
 
     def _forward_packed(self, text: torch.Tensor, text_masks: torch.Tensor, image: torch.Tensor,
                         image_masks: torch.Tensor, patch_index: torch.Tensor, pooled_only: bool) -> ViLTOutput:
@@ -568,37 +579,9 @@ class ViLT(PretrainedModel):
     # ------------------------------------------------------------------------------------ loading helpers
     def adapt_state_dict(self, state_dict: dict[str, torch.Tensor], old_config: Any) -> dict[str, torch.Tensor]:
         """Fit a checkpoint saved for `old_config` to this model when `from_pretrained` overrides changed the
-        heads (e.g. a pretrained ITM+MLM checkpoint loaded with task="vqa"), each step logged:
-        heads the model no longer has are dropped, new heads keep their fresh init (retrieval starts from
-        the checkpoint's ITM row), a classifier whose output count changed gets a fresh last layer, and a
-        modality-type table grown for NLVR2 copies the image row into the new rows (as the original)."""
+        heads (e.g. a pretrained ITM+MLM checkpoint loaded with task="vqa"): see `vilt_heads.adapt_heads`."""
         if not isinstance(old_config, ViLTConfig) or old_config == self.config:
             return state_dict
-        sd, fresh = dict(state_dict), self.state_dict()
-        mine = {HEAD_ATTRS[h] for h in self.config.heads}
-        for head, attr in HEAD_ATTRS.items():
-            keys = [k for k in sd if k.startswith(attr + ".")]
-            if keys and attr not in mine:
-                log.info("dropping the checkpoint's %s head (%s): not built for task=%r", head, attr, self.config.task)
-                sd = {k: v for k, v in sd.items() if k not in keys}
-            elif attr in mine and not keys:
-                sd.update({k: v for k, v in fresh.items() if k.startswith(attr + ".")})
-                if head == "retrieval" and "itm_score.fc.weight" in state_dict:
-                    log.info("retrieval head (rank_output) initialised from the checkpoint's ITM 'match' row")
-                    sd["rank_output.weight"] = state_dict["itm_score.fc.weight"][1:2].clone()
-                    sd["rank_output.bias"] = state_dict["itm_score.fc.bias"][1:2].clone()
-                else:
-                    log.info("%s head (%s) is not in the checkpoint: freshly initialised", head, attr)
-            elif attr in mine and any(sd[k].shape != fresh[k].shape for k in keys if k in fresh):
-                log.info("%s head (%s): output size changed, last layer freshly initialised", head, attr)
-                sd.update({k: v for k, v in fresh.items() if k.startswith(attr + ".3.")})
-        old_types, new_types = sd.get("token_type_embeddings.weight"), fresh["token_type_embeddings.weight"]
-        if old_types is not None and old_types.shape[0] < new_types.shape[0]:
-            log.info("modality-type embeddings grown from %d to %d rows (new rows copy the image row)",
-                     old_types.shape[0], new_types.shape[0])
-            extra = old_types[1:2].expand(new_types.shape[0] - old_types.shape[0], -1)
-            sd["token_type_embeddings.weight"] = torch.cat([old_types, extra])
-        return sd
-
+        return adapt_heads(state_dict, self.state_dict(), self.config.heads, self.config.task)
 
 __all__ = ["TASKS", "TextEmbeddings", "ViLT", "ViLTConfig", "ViLTOutput"]

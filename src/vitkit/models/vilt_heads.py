@@ -7,10 +7,14 @@ Module and parameter names are those of the original ViLT (`pooler.dense`, `itm_
 
 from __future__ import annotations
 
+import logging
+
 import torch
 from torch import nn
 
 from ..layers import get_activation
+
+log = logging.getLogger("vitkit")
 
 # The heads each `task` builds, and the attribute each lives under (= the original ViLT's name).
 HEAD_ATTRS = {
@@ -117,3 +121,37 @@ __all__ = [
     "init_rank_from_itm",
     "rank_head",
 ]
+
+
+def adapt_heads(state_dict: dict[str, torch.Tensor], fresh: dict[str, torch.Tensor], heads: tuple[str, ...],
+                task: str) -> dict[str, torch.Tensor]:
+    """A ViLT checkpoint's state dict fitted to a model whose heads differ (`fresh`: the model's own state dict,
+    `heads` / `task`: its config's), each step logged: heads the model no longer has are dropped, new heads keep
+    their fresh init (retrieval starts from the checkpoint's ITM row), a classifier whose output count changed
+    gets a fresh last layer, and a modality-type table grown for NLVR2 copies the image row into the new rows (as
+    the original)."""
+    sd = dict(state_dict)
+    mine = {HEAD_ATTRS[h] for h in heads}
+    for head, attr in HEAD_ATTRS.items():
+        keys = [k for k in sd if k.startswith(attr + ".")]
+        if keys and attr not in mine:
+            log.info("dropping the checkpoint's %s head (%s): not built for task=%r", head, attr, task)
+            sd = {k: v for k, v in sd.items() if k not in keys}
+        elif attr in mine and not keys:
+            sd.update({k: v for k, v in fresh.items() if k.startswith(attr + ".")})
+            if head == "retrieval" and "itm_score.fc.weight" in state_dict:
+                log.info("retrieval head (rank_output) initialised from the checkpoint's ITM 'match' row")
+                sd["rank_output.weight"] = state_dict["itm_score.fc.weight"][1:2].clone()
+                sd["rank_output.bias"] = state_dict["itm_score.fc.bias"][1:2].clone()
+            else:
+                log.info("%s head (%s) is not in the checkpoint: freshly initialised", head, attr)
+        elif attr in mine and any(sd[k].shape != fresh[k].shape for k in keys if k in fresh):
+            log.info("%s head (%s): output size changed, last layer freshly initialised", head, attr)
+            sd.update({k: v for k, v in fresh.items() if k.startswith(attr + ".3.")})
+    old_types, new_types = sd.get("token_type_embeddings.weight"), fresh["token_type_embeddings.weight"]
+    if old_types is not None and old_types.shape[0] < new_types.shape[0]:
+        log.info("modality-type embeddings grown from %d to %d rows (new rows copy the image row)",
+                 old_types.shape[0], new_types.shape[0])
+        extra = old_types[1:2].expand(new_types.shape[0] - old_types.shape[0], -1)
+        sd["token_type_embeddings.weight"] = torch.cat([old_types, extra])
+    return sd
