@@ -90,8 +90,8 @@ def block(blk: Block, x: torch.Tensor, lay: Layout, rows: torch.Tensor | None = 
         for j, part in enumerate(qkv.split(lay.lengths)):
             heads = attn.heads(part[None])
             q, k, v = heads if q_rows is None else (q_rows[j:j + 1], *heads)
-            outs.append(_merge(F.scaled_dot_product_attention(q, k, v)))
-        out = torch.cat(outs)
+            outs.append(F.scaled_dot_product_attention(q, k, v).transpose(1, 2))  # [1, Q, H, hd], a view
+        out = torch.cat(outs, dim=1).flatten(2).flatten(0, 1)  # [T or b, C]: one copy
     else:
         b, n = lay.slots.shape
         padded = qkv if lay.where is None else qkv.new_zeros(b * n, qkv.shape[-1]).index_copy_(0, lay.where, qkv)
