@@ -8,8 +8,8 @@ sequence exactly as it would alone. The result equals running each sequence sepa
 The attention, the one step that needs the sequences apart, takes one of three layouts (`layout`): sequences of
 equal length are already a [b, n] batch (one call, no mask); on the CPU, sequences of mixed lengths attend one by
 one over their slice of the packed rows (no padded keys: the attention costs sum(n_j^2), not b * max(n_j)^2, and
-nothing is copied); elsewhere (GPU: one kernel rather than b launches) they are scattered into a padded [b, N]
-layout with a key-padding mask and gathered back.
+there is no scatter or gather); elsewhere (GPU: one kernel rather than b launches) they are scattered into a
+padded [b, N] layout with a key-padding mask and gathered back.
 
     x, slots, first = pack(tokens, mask)  # [T, D]
     lay = layout(slots)

@@ -584,4 +584,5 @@ class ViLT(PretrainedModel):
             return state_dict
         return adapt_heads(state_dict, self.state_dict(), self.config.heads, self.config.task)
 
+
 __all__ = ["TASKS", "TextEmbeddings", "ViLT", "ViLTConfig", "ViLTOutput"]
