@@ -381,9 +381,12 @@ class ViLT(PretrainedModel):
             check_image_index(self.config, image_index, input_ids.shape[0], pixel_values.shape[0])
         elif pixel_values.shape[0] != input_ids.shape[0]:
             raise ConfigError(f"{input_ids.shape[0]} texts but {pixel_values.shape[0]} images")
+        packed_now = self._runs_packed(attention_mask, output_attentions, image_index)  # decided once
         text, text_masks, image, image_masks, patch_index = self._embed_pair(
             input_ids, attention_mask, pixel_values, pixel_mask, token_type_ids, image_token_type_idx,
-            valid_only=self._runs_packed(attention_mask, output_attentions, image_index))
+            valid_only=packed_now)
+        if packed_now:
+            return self._forward_packed(text, text_masks, image, image_masks, patch_index, pooled_only)
         return self.forward_joint(text, text_masks, image, image_masks, patch_index, output_attentions, image_index,
                                   pooled_only)
 
@@ -407,11 +410,10 @@ class ViLT(PretrainedModel):
                       pixel_mask: torch.Tensor | None = None, token_type_ids: torch.Tensor | None = None
                       ) -> torch.Tensor:
         """Inference: the pooled output [B, D] alone (what the VQA, ITM and retrieval heads read), equal to
-        `forward_features(...).pooled`. See `pooled_joint`."""
-        text, text_masks, image, image_masks, _ = self._embed_pair(
-            input_ids, attention_mask, pixel_values, pixel_mask, token_type_ids,
-            valid_only=self._runs_packed(attention_mask, False, None))
-        return self.pooled_joint(text, text_masks, image, image_masks)
+        `forward_features(...).pooled`: the last block on the text [CLS] only; in eval mode on the real tokens
+        only (see `forward_joint`)."""
+        return self.forward_features(input_ids, attention_mask, pixel_values, pixel_mask, token_type_ids,
+                                     pooled_only=True).pooled
 
     @torch.no_grad()
     def pooled_joint(self, text: torch.Tensor, text_masks: torch.Tensor, image: torch.Tensor,

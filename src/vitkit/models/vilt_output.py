@@ -30,12 +30,17 @@ class Deferred:
         return Deferred(lambda: g(self.fn()))
 
 
+def _key(name: str) -> str:
+    """Where an instance keeps a deferrable field's value (a tensor or a `Deferred`)."""
+    return "_deferred_" + name
+
+
 class _OnRead:
     """A data descriptor for a dataclass field that may hold a `Deferred`: evaluated on the first read, then
     stored in its place."""
 
     def __init__(self, name: str) -> None:
-        self.key = "_deferred_" + name
+        self.key = _key(name)
 
     def __get__(self, obj: Any, owner: Any = None) -> Any:
         if obj is None:
@@ -71,7 +76,7 @@ class ViLTOutput:
 
     def map_field(self, name: str, fn: Callable[[torch.Tensor], torch.Tensor]) -> None:
         """Replace field `name` by fn(its value), leaving a deferred value deferred."""
-        value = self.__dict__.get(_OnRead(name).key) if name in DEFERRABLE else getattr(self, name)
+        value = self.__dict__[_key(name)] if name in DEFERRABLE else getattr(self, name)
         setattr(self, name, value.then(fn) if isinstance(value, Deferred) else fn(value))
 
 
