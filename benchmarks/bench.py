@@ -42,6 +42,7 @@ import torch
 import torch.nn.functional as F
 
 import vitkit
+from vitkit.inference.vilt import processor_for
 
 # ---- timing ----------------------------------------------------------------------------------------------------
 
@@ -228,7 +229,7 @@ def vilt_pair(ctx: Ctx) -> tuple[torch.nn.Module, torch.nn.Module, Any]:
     """(vitkit ViLT, transformers ViltForQuestionAnswering) with identical random weights (ViLT-B/32 VQA)."""
     import transformers
 
-    from vitkit.checkpoint.hf_vilt import convert_hf_vilt, hf_vilt_config
+    from vitkit.checkpoint.converters.hf_vilt import convert_hf_vilt, hf_vilt_config
     from vitkit.models import ViLT
 
     torch.manual_seed(0)
@@ -377,7 +378,7 @@ def vilt_vqa(ctx: Ctx, name: str, batch: int, bf16: bool) -> list[Row]:
     fns = {"ours": _inference(ours, ids, am, opx, pm),
            "theirs": _inference(hf, input_ids=ids, attention_mask=am, pixel_values=px, pixel_mask=pm)}
     if not bf16:  # the pooled output alone (what vitkit.vqa runs): model()'s path without the output object
-        from vitkit.models.vilt import HEAD_ATTRS
+        from vitkit.models.vilt.model import HEAD_ATTRS
 
         head = getattr(ours, HEAD_ATTRS["vqa"])
         with torch.inference_mode():
@@ -423,9 +424,9 @@ def _mixed_set(ctx: Ctx, n: int, uniform: bool) -> tuple[list[Any], list[str]]:
 
 
 def _real_tokens(model: Any, images: list[Any], questions: list[str]) -> int:
-    from vitkit.processing import resize_output_size
+    from vitkit.processing.vilt import resize_output_size
 
-    proc = vitkit.vilt_inference.processor_for(model)
+    proc = processor_for(model)
     lengths = proc(text=questions)["attention_mask"].sum(1)
     p = model.config.patch_size
     total = 0
@@ -444,7 +445,7 @@ def vilt_mixed(ctx: Ctx, name: str, batch: int) -> list[Row]:
     mixed = _mixed_set(ctx, n, uniform=False)
     alike = _mixed_set(ctx, n, uniform=True)
     tok_mixed, tok_alike = _real_tokens(ours, *mixed), _real_tokens(ours, *alike)
-    proc = vitkit.vilt_inference.processor_for(ours)
+    proc = processor_for(ours)
     enc = {k: v.to(ctx.device) for k, v in proc(images=mixed[0][:batch], text=mixed[1][:batch]).items()}
     enc_alike = {k: v.to(ctx.device) for k, v in proc(images=alike[0][:batch], text=alike[1][:batch]).items()}
     tok_padded_real = _real_tokens(ours, mixed[0][:batch], mixed[1][:batch])
@@ -511,7 +512,7 @@ def vilt_retrieval(ctx: Ctx, name: str, batch: int) -> list[Row]:
     cached_scores = vitkit.retrieval_scores(model, image, captions[:n_naive])[0]
     naive_scores = torch.tensor([vitkit.itm_score(model, image, c) for c in captions[:n_naive]])
     diff = (cached_scores - naive_scores).abs().max().item()
-    proc = vitkit.vilt_inference.processor_for(model)
+    proc = processor_for(model)
     text_len = float(proc(text=captions)["attention_mask"].sum(1).float().mean())
     flops = vilt_flops(model.config, round(text_len), 12 * 16, head="itm")
     return [Row(name, f"ViLT-B/32 retrieval: 1 image x {n_all} captions (rank_texts)", batch, "caption",

@@ -8,7 +8,7 @@ number of optimizer steps, one process, one machine. Prints both sides' wall tim
 The two sides:
 
 - **vitkit**: exactly what `vitkit train --task vqa --data D --epochs E --batch-size B` runs with every other
-  option at its default: `vitkit.train.vqa.setup` (the `vilt_nano_patch8_64` preset, the answer vocabulary of the
+  option at its default: `vitkit.train.tasks.vqa.setup` (the `vilt_nano_patch8_64` preset, the answer vocabulary of the
   annotations, the resolved recipe: AdamW 1e-3, weight decay 0.05, 10% warmup + cosine, stochastic depth 0.1,
   EMA, gradient clipping 1.0) and `vitkit.train.engine.Trainer.fit` (which also evaluates the weights and their
   EMA every epoch, writes a checkpoint every epoch, exports the best model and draws the training curves; all
@@ -63,12 +63,13 @@ from torch.utils.data import DataLoader
 
 from vitkit.data.scenes import generate_vqa_scenes
 from vitkit.data.vqa import VQAMetrics, load_vqa_split, questions_file
-from vitkit.train import vqa as vqa_train
 from vitkit.train.config import TrainConfig, vl_batch_size
-from vitkit.train.distributed import DistInfo
-from vitkit.train.engine import StepContext, Trainer, amp_dtype, resolve_device
+from vitkit.train.engine import StepContext, Trainer, amp_dtype
 from vitkit.train.launch import DEFAULT_MODELS
 from vitkit.train.sampler import EpochSampler
+from vitkit.train.tasks import vqa as vqa_train
+from vitkit.utils.device import resolve_device
+from vitkit.utils.distributed import DistInfo
 
 log = logging.getLogger("vitkit.bench")
 
@@ -176,7 +177,7 @@ def official_rescore(model: nn.Module, val_set: Any, task: Any, questions: list[
 
 def run_vitkit(shared: dict[str, Any], run_dir: Path) -> dict[str, Any]:
     """`vitkit train --task vqa` with the shared data: the Trainer that `vitkit.train.launch.run_train` builds."""
-    from vitkit.checkpoint.load import from_pretrained
+    from vitkit.registry import from_pretrained
 
     cfg, device = shared["cfg"], shared["device"]
     net, resolved = shared["net"], shared["resolved"]

@@ -1,10 +1,9 @@
 """vitkit: vision transformers (ViT, hybrid ViT, ViLT) in PyTorch, with checkpoint parity against timm,
 Hugging Face transformers and the original JAX releases."""
 
-from .checkpoint.load import from_pretrained
 from .errors import CheckpointError, ConfigError, VitkitError
-from .registry import create_model, get_config, list_models
-from .vilt_inference import fill_mask, itm_score, rank_images, rank_texts, retrieval_scores, vqa
+from .inference.vilt import fill_mask, itm_score, rank_images, rank_texts, retrieval_scores, vqa
+from .registry import create_model, from_pretrained, get_config, list_models
 
 __version__ = "0.1.0"
 

@@ -64,7 +64,7 @@ def _cmd_models(args: argparse.Namespace) -> int:
 
 
 def _cmd_convert(args: argparse.Namespace) -> int:
-    from .checkpoint.load import from_pretrained
+    from .registry import from_pretrained
 
     model = from_pretrained(args.source, model=args.model)
     out = model.save_pretrained(args.dest)
@@ -101,11 +101,10 @@ def _cmd_train(args: argparse.Namespace) -> int:
 def _cmd_eval(args: argparse.Namespace) -> int:
     import json
 
-    from .checkpoint.load import from_pretrained
-    from .classify import evaluate
     from .models.dit import DiT
-    from .models.vilt import ViLT
-    from .vl_eval import evaluate_vilt
+    from .models.vilt.model import ViLT
+    from .registry import from_pretrained
+    from .train.evaluate import evaluate_classifier, evaluate_vilt
 
     model = from_pretrained(args.model)
     if isinstance(model, DiT):
@@ -121,8 +120,8 @@ def _cmd_eval(args: argparse.Namespace) -> int:
         else:
             print("  ".join(f"{k} {v:.4f}" if isinstance(v, float) else f"{k} {v}" for k, v in metrics.items()))
         return 0
-    metrics = evaluate(model, args.data, batch_size=args.batch_size, device=args.device,
-                       skip_bad_images=args.skip_bad_images)
+    metrics = evaluate_classifier(model, args.data, batch_size=args.batch_size, device=args.device,
+                                  skip_bad_images=args.skip_bad_images)
     if args.json:
         print(json.dumps({k: v for k, v in metrics.items() if k != "val_per_class"}))
         return 0
@@ -136,8 +135,9 @@ def _cmd_eval(args: argparse.Namespace) -> int:
 def _eval_dit(model: object, args: argparse.Namespace) -> int:
     import json
 
-    from .checkpoint.load import from_pretrained
-    from .dit_eval import evaluate_dit, judge_samples
+    from .inference.dit import judge_samples
+    from .registry import from_pretrained
+    from .train.evaluate import evaluate_dit
 
     metrics = evaluate_dit(model, args.data, batch_size=args.batch_size, device=args.device,
                            skip_bad_images=args.skip_bad_images)
@@ -161,11 +161,11 @@ def _cmd_sample(args: argparse.Namespace) -> int:
 
     from PIL import Image
 
-    from .checkpoint.load import from_pretrained
-    from .diffusion import draw_images, load_vae
+    from .diffusion.gaussian import draw_images, load_vae
     from .models.dit import DiT
-    from .train.engine import resolve_device
-    from .viz import save_sample_grid
+    from .registry import from_pretrained
+    from .utils.device import resolve_device
+    from .utils.viz import save_sample_grid
 
     if (args.out is None) == (args.out_dir is None):
         raise VitkitError("give exactly one of --out GRID.png or --out-dir DIR")
@@ -206,10 +206,10 @@ def _cmd_predict(args: argparse.Namespace) -> int:
     import json
     from pathlib import Path
 
-    from .checkpoint.load import from_pretrained
-    from .classify import expand_image_paths, predict
-    from .models.vilt import ViLT
-    from .vilt_inference import processor_for, vqa
+    from .inference.classify import expand_image_paths, predict
+    from .inference.vilt import processor_for, vqa
+    from .models.vilt.model import ViLT
+    from .registry import from_pretrained
 
     model = from_pretrained(args.model)
     if type(model).__name__ == "DiT":
@@ -241,8 +241,8 @@ def _cmd_predict(args: argparse.Namespace) -> int:
 
 
 def _cmd_attention(args: argparse.Namespace) -> int:
-    from .checkpoint.load import from_pretrained
-    from .classify import attention_maps
+    from .inference.classify import attention_maps
+    from .registry import from_pretrained
 
     model = from_pretrained(args.model)
     if not hasattr(model, "forward_intermediates"):
@@ -257,7 +257,7 @@ def _cmd_attention(args: argparse.Namespace) -> int:
 def _cmd_align(args: argparse.Namespace) -> int:
     import json
 
-    from .align import align
+    from .inference.align import align
 
     summary = align(args.model, args.image, args.text, args.out, words=args.words, max_words=args.max_words,
                     device=args.device)

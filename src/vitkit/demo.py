@@ -20,9 +20,9 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from .checkpoint.load import from_pretrained
-from .classify import attention_maps, predict
 from .data.digits import write_digits_imagefolder
+from .inference.classify import attention_maps, predict
+from .registry import from_pretrained
 from .train.config import TrainConfig
 from .train.launch import run_train
 
@@ -77,10 +77,10 @@ def run_demo(out_dir: str | Path = "vitkit-demo", epochs: int = 30, seed: int = 
 
 def _vilt_demo(out: Path, *, epochs: int, seed: int, scenes: tuple[int, int, int]) -> dict:
     """Generated scenes -> VQAv2 layout -> `vitkit train --task vqa` -> answers about unseen scenes + alignment."""
-    from .align import align
     from .data.scenes import generate_vqa_scenes
     from .data.vqa import load_vqa_split
-    from .vilt_inference import vqa
+    from .inference.align import align
+    from .inference.vilt import vqa
 
     data, run = out / "scenes", out / "vqa-run"
     if data.exists():
@@ -115,8 +115,8 @@ def _vilt_demo(out: Path, *, epochs: int, seed: int, scenes: tuple[int, int, int
 
 def _dit_demo(out: Path, data: Path, *, classifier: object, epochs: int, seed: int) -> dict:
     """The digits -> `vitkit train --task diffusion` -> a grid of guided samples per digit, judged by the part-1 ViT."""
-    from .dit_eval import judge_samples
-    from .viz import save_sample_grid
+    from .inference.dit import judge_samples
+    from .utils.viz import save_sample_grid
 
     run = out / "dit-run"
     print(f"\nvitkit demo, part 3: a class-conditional DiT (diffusion transformer) learns to draw the digits in {data}")

@@ -13,7 +13,7 @@ import torch
 
 import vitkit
 from vitkit import CheckpointError
-from vitkit.checkpoint.hf import convert_hf_vit
+from vitkit.checkpoint.converters.hf import convert_hf_vit
 
 transformers = pytest.importorskip("transformers")
 from safetensors.torch import load_file, save_file  # noqa: E402

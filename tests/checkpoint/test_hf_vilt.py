@@ -10,7 +10,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 import vitkit
-from vitkit.checkpoint.hf_vilt import convert_hf_vilt, hf_vilt_task
+from vitkit.checkpoint.converters.hf_vilt import convert_hf_vilt, hf_vilt_task
 from vitkit.errors import CheckpointError
 from vitkit.models import ViLT
 

@@ -11,7 +11,7 @@ import torch
 from timm.models._hub import save_for_hf
 
 import vitkit
-from vitkit.checkpoint.timm import convert_timm_vit
+from vitkit.checkpoint.converters.timm import convert_timm_vit
 from vitkit.errors import CheckpointError
 
 TINY = "vit_tiny_patch16_224"

@@ -13,7 +13,7 @@ from PIL import Image
 
 from vitkit.data.captions import CaptionImage, find_caption_files, load_coco_captions, load_karpathy
 from vitkit.data.paths import read_json, read_json_lines, safe_join
-from vitkit.images import DatasetError
+from vitkit.processing.images import DatasetError
 
 # ---- safe_join ------------------------------------------------------------------------------------------------------
 

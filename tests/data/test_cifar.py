@@ -14,7 +14,7 @@ import torch
 
 from vitkit.data import DataConfig, DatasetError, detect_dataset_kind, load_classification_data
 from vitkit.data.cifar import find_cifar, read_cifar, safe_unpickle
-from vitkit.images import rgb_to_luma
+from vitkit.processing.images import rgb_to_luma
 
 CIFAR10_NAMES = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
 N = 6  # images per batch

@@ -11,7 +11,7 @@ import pytest
 from PIL import Image
 
 from vitkit.data.nlvr2 import NLVR2Example, find_nlvr2_file, load_nlvr2
-from vitkit.images import DatasetError
+from vitkit.processing.images import DatasetError
 
 
 def _example(identifier: str, label: str = "True", sentence: str = "Two dogs.", **extra) -> dict:

@@ -17,12 +17,12 @@ from vitkit.data.randaugment import (
     SIGNED_OPS,
     RandAugment,
     RandAugmentSpec,
-    Rng,
     apply_op,
     level_to_arg,
     parse_randaugment,
 )
 from vitkit.errors import ConfigError
+from vitkit.utils.random import Rng
 
 ALL_OPS = sorted(set(RAND_TRANSFORMS) | set(RAND_INCREASING_TRANSFORMS))
 

@@ -15,7 +15,6 @@ import torch
 from PIL import Image
 from torch.utils.data import DataLoader, Dataset
 
-from vitkit.data.randaugment import Rng
 from vitkit.data.transforms import (
     DataConfig,
     EvalTransform,
@@ -28,6 +27,7 @@ from vitkit.data.transforms import (
 )
 from vitkit.errors import ConfigError
 from vitkit.models import ViTConfig
+from vitkit.utils.random import Rng
 
 CFG32 = DataConfig(img_size=32, mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5), crop_pct=0.9, interpolation="bicubic")
 

@@ -33,7 +33,7 @@ from vitkit.data.vqa import (
     vqa_accuracy,
 )
 from vitkit.errors import VitkitError
-from vitkit.images import DatasetError
+from vitkit.processing.images import DatasetError
 
 # ---- normalisation ------------------------------------------------------------------------------------------------
 

@@ -10,9 +10,9 @@ import torch
 from PIL import Image
 
 import vitkit
+from vitkit.inference.vilt import processor_for
 from vitkit.layers import Block
 from vitkit.layers.packed import Layout, block, layout, pack, through, unpack
-from vitkit.vilt_inference import processor_for
 
 
 def blocks(depth: int = 3, dim: int = 32) -> torch.nn.ModuleList:

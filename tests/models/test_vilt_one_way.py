@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from vitkit.errors import ConfigError
-from vitkit.models.vilt import ViLT, ViLTConfig
+from vitkit.models.vilt.model import ViLT, ViLTConfig
 
 
 def tiny(**kw) -> ViLT:

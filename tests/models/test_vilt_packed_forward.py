@@ -8,7 +8,7 @@ import pytest
 import torch
 
 import vitkit
-from vitkit.models.vilt_output import Deferred, ViLTOutput
+from vitkit.models.vilt.output import Deferred, ViLTOutput
 
 SMALL = dict(depth=2, embed_dim=32, num_heads=4, img_size=32, patch_size=8, shorter_edge=32, longer_edge=48,
              size_divisor=8, max_text_len=12, vocab_size=100, num_answers=5, max_image_len=-1)

@@ -23,10 +23,11 @@ import torch
 from PIL import Image
 from safetensors.torch import load_file
 
-from vitkit.checkpoint.io import WEIGHTS_FILE, _atomic_write_bytes
 from vitkit.cli import main
 from vitkit.errors import VitkitError
+from vitkit.models.base import WEIGHTS_FILE
 from vitkit.train.state import STATE_FILE, load_state, save_state
+from vitkit.utils.files import atomic_write_bytes
 
 # 2 epochs of 5 steps; the learning rate is high enough that val accuracy improves in epoch 2, so the best model
 # is exported after both (the export kill point needs a second export).
@@ -125,8 +126,8 @@ CHILD = textwrap.dedent("""
             return real_save(obj, f, *args, **kwargs)
         torch.save = save
     elif where == "export":
-        import vitkit.checkpoint.io as ckpt_io
-        real_write = ckpt_io._atomic_write_bytes
+        import vitkit.models.base as model_base
+        real_write = model_base.atomic_write_bytes
         def write(path, data):
             if path.name == "model.safetensors" and hit():
                 import tempfile
@@ -134,7 +135,7 @@ CHILD = textwrap.dedent("""
                 with os.fdopen(fd, "wb") as f:
                     die_halfway(f, data)
             return real_write(path, data)
-        ckpt_io._atomic_write_bytes = write
+        model_base.atomic_write_bytes = write
     from vitkit.cli import main
     sys.exit(main(sys.argv[1:]))
 """)
@@ -205,7 +206,7 @@ def test_disk_full_while_saving_keeps_the_previous_checkpoint(tmp_path, monkeypa
 
 def test_disk_full_while_exporting_keeps_the_previous_model_file(tmp_path, monkeypatch):
     target = tmp_path / WEIGHTS_FILE
-    _atomic_write_bytes(target, b"previous")
+    atomic_write_bytes(target, b"previous")
 
     class FullDisk:
         def __init__(self, f):
@@ -224,7 +225,7 @@ def test_disk_full_while_exporting_keeps_the_previous_model_file(tmp_path, monke
     real_fdopen = os.fdopen
     monkeypatch.setattr(os, "fdopen", lambda fd, mode: FullDisk(real_fdopen(fd, mode)))
     with pytest.raises(OSError):
-        _atomic_write_bytes(target, b"new content that does not fit")
+        atomic_write_bytes(target, b"new content that does not fit")
     assert target.read_bytes() == b"previous"
     assert sorted(p.name for p in tmp_path.iterdir()) == [WEIGHTS_FILE]
 
@@ -292,7 +293,7 @@ def test_resume_from_a_checkpoint_with_code_is_refused(straight, tmp_path, capsy
 # ------------------------------------------------------------------------------------ NaN / inf / OOM
 @pytest.mark.parametrize("bad", [float("nan"), float("inf")])
 def test_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(data, tmp_path, monkeypatch, capsys, bad):
-    from vitkit.train.classification import ClassificationTask
+    from vitkit.train.tasks.classification import ClassificationTask
 
     real_step = ClassificationTask.train_step
 
@@ -314,7 +315,7 @@ def test_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(data, tmp_path
 
 
 def test_out_of_memory_suggests_a_smaller_batch_or_accumulation(data, tmp_path, monkeypatch, capsys):
-    from vitkit.train.classification import ClassificationTask
+    from vitkit.train.tasks.classification import ClassificationTask
 
     def step(self, model, batch, ctx):
         raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")

@@ -30,7 +30,7 @@ from hypothesis import strategies as st
 from safetensors.torch import save as st_save
 
 import vitkit
-from vitkit.checkpoint.hf import CLASSIFIER_TABLE, EMBED_TABLE, HUB_BLOCK
+from vitkit.checkpoint.converters.hf import CLASSIFIER_TABLE, EMBED_TABLE, HUB_BLOCK
 from vitkit.checkpoint.io import CONFIG_FILE, WEIGHTS_FILE, read_state_dict
 from vitkit.errors import CheckpointError, VitkitError
 
@@ -459,4 +459,4 @@ def test_downloads_only_through_huggingface_hub():
         assert not network.search(text), name
     downloaders = [name for name, text in _sources().items()
                    if "hf_hub_download" in text or "snapshot_download" in text]
-    assert downloaders == ["checkpoint/load.py"]
+    assert downloaders == ["checkpoint/hub.py"]

@@ -22,8 +22,8 @@ from PIL import Image
 import vitkit
 from vitkit.data import DataConfig, EvalTransform, TrainTransform
 from vitkit.errors import VitkitError
-from vitkit.processing import ViltProcessor, ViltProcessorConfig, preprocess_images, preprocess_tensors
-from vitkit.text import BertTokenizer
+from vitkit.processing.bert import BertTokenizer
+from vitkit.processing.vilt import ViltProcessor, ViltProcessorConfig, preprocess_images, preprocess_tensors
 
 FUZZ = settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")
@@ -231,7 +231,7 @@ def test_predict_on_a_one_pixel_image(tmp_path):
     model = vitkit.create_model("vit_pico_patch2_16", num_classes=3, labels=("a", "b", "c"))
     path = tmp_path / "dot.png"
     Image.new("RGBA", (1, 1), (255, 0, 0, 128)).save(path)
-    from vitkit.classify import predict
+    from vitkit.inference.classify import predict
 
     with warnings.catch_warnings():
         warnings.simplefilter("error")

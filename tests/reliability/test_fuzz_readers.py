@@ -27,7 +27,7 @@ from PIL import Image, ImageOps, features
 from vitkit.data import DataConfig, load_classification_data, read_cifar, read_idx, read_mnist, safe_unpickle
 from vitkit.data.cifar import find_cifar
 from vitkit.errors import VitkitError
-from vitkit.images import DatasetError, ImageLoadError, image_size, load_image
+from vitkit.processing.images import DatasetError, ImageLoadError, image_size, load_image
 
 FUZZ = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 # PIL warns on some odd headers (corrupt EXIF, decompression-bomb sizes); what matters here is what is raised.

@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 from vitkit.data.captions import find_caption_files, load_coco_captions, load_karpathy
 from vitkit.data.nlvr2 import load_nlvr2
 from vitkit.data.vqa import load_vqa_split
-from vitkit.images import DatasetError
+from vitkit.processing.images import DatasetError
 
 FUZZ = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 

@@ -12,10 +12,9 @@ import pytest
 import torch
 from PIL import Image
 
-from vitkit.checkpoint.load import from_pretrained
 from vitkit.cli import main
-from vitkit.dit_eval import frechet_distance, judge_samples
-from vitkit.registry import create_model
+from vitkit.inference.dit import frechet_distance, judge_samples
+from vitkit.registry import create_model, from_pretrained
 from vitkit.train.config import TrainConfig, resolve_diffusion_recipe
 from vitkit.train.launch import run_train
 
@@ -130,7 +129,7 @@ def test_ctrl_c_mid_epoch_then_resume_gives_identical_weights(shapes, tmp_path, 
     import os
     import signal
 
-    from vitkit.train.diffusion import DiffusionTask
+    from vitkit.train.tasks.diffusion import DiffusionTask
 
     cfg = replace(TINY, epochs=2, deterministic=True)
     whole = tmp_path / "whole"
@@ -249,8 +248,8 @@ def test_latent_diffusion_with_a_vae_trains_samples_and_evaluates(shapes, tiny_v
     with Image.open(next((tmp_path / "s").glob("*.png"))) as im:
         assert im.size == (16, 16) and im.mode == "RGB"
     # what training diffused: the VAE's latents of the images, times latent_scale
-    from vitkit.diffusion import load_vae
-    from vitkit.train.diffusion import DiffusionTask
+    from vitkit.diffusion.gaussian import load_vae
+    from vitkit.train.tasks.diffusion import DiffusionTask
 
     vae = load_vae(str(tiny_vae))
     task = DiffusionTask(classes=list(CLASSES), diffusion=None, vae=vae, latent_scale=0.18215)

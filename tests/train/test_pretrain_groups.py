@@ -12,14 +12,14 @@ import torch
 from vitkit.data.captions import find_caption_files
 from vitkit.data.scenes import generate_vqa_scenes
 from vitkit.data.vl import load_caption_pairs, normalize_pad, pad_ids
-from vitkit.processing import ViltProcessor
+from vitkit.inference.vilt import score_embedded_pairs
+from vitkit.processing.bert import BertTokenizer
+from vitkit.processing.vilt import ViltProcessor
 from vitkit.registry import create_model
-from vitkit.text import BertTokenizer
 from vitkit.train.config import TrainConfig
 from vitkit.train.launch import run_train
-from vitkit.train.pretrain import CaptionGroups, PretrainTask, RetrievalTask, collate_pairs
-from vitkit.train.vqa import images_per_batch, processor_config_for
-from vitkit.vilt_inference import score_embedded_pairs
+from vitkit.train.tasks.pretrain import CaptionGroups, PretrainTask, RetrievalTask, collate_pairs
+from vitkit.train.tasks.vqa import images_per_batch, processor_config_for
 
 
 @pytest.fixture(scope="module")
@@ -110,14 +110,14 @@ def test_one_way_retrieval_scores_equal_the_pairwise_forward(scenes):
 def test_one_way_retrieval_step_equals_an_image_copy_per_text(scenes, monkeypatch):
     from types import SimpleNamespace
 
-    import vitkit.train.pretrain as pretrain
+    import vitkit.train.tasks.pretrain as pretrain
 
     model = _model("retrieval", image_attends_text=False)
     pairs, proc = _pairs(scenes, model)
     task = RetrievalTask(processor=proc, train_set=pairs, val_set=pairs, negatives=3)
     batch = collate_pairs([pairs[k] for k in (0, 5, 10)], proc)
-    from vitkit.train.distributed import DistInfo
     from vitkit.train.engine import StepContext
+    from vitkit.utils.distributed import DistInfo
 
     ctx = StepContext(device=torch.device("cpu"), dist=DistInfo())
     torch.manual_seed(1)

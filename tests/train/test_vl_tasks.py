@@ -11,15 +11,15 @@ from pathlib import Path
 import pytest
 import torch
 
-from vitkit.checkpoint.load import from_pretrained
 from vitkit.cli import main
 from vitkit.data.scenes import generate_nlvr2_scenes, generate_vqa_scenes
 from vitkit.data.vl import whole_word_mask
 from vitkit.data.vqa import vqa_accuracy
-from vitkit.text import BertTokenizer
+from vitkit.processing.bert import BertTokenizer
+from vitkit.registry import from_pretrained
 from vitkit.train.config import TrainConfig
 from vitkit.train.launch import run_train
-from vitkit.train.pretrain import recall_at
+from vitkit.train.tasks.pretrain import recall_at
 
 TINY = TrainConfig(epochs=1, batch_size=16, progress=False, log_every=1, ema=False, seed=0)
 
@@ -68,11 +68,11 @@ def test_vqa_trains_exports_and_evaluates_identically(scenes, tmp_path, capsys):
 
 def test_vqa_eval_lookup_equals_the_official_accuracy(scenes):
     from vitkit.data.vqa import load_vqa_split
-    from vitkit.processing import ViltProcessor
+    from vitkit.processing.vilt import ViltProcessor
     from vitkit.registry import create_model
-    from vitkit.train.distributed import DistInfo
     from vitkit.train.engine import StepContext
-    from vitkit.train.vqa import VQATask, load_vqa_data, processor_config_for
+    from vitkit.train.tasks.vqa import VQATask, load_vqa_data, processor_config_for
+    from vitkit.utils.distributed import DistInfo
 
     qs = load_vqa_split(scenes, "val2014")
     answers = ["yes", "no", "0", "1", "2", "3", "red", "blue", "circle", "square"]
@@ -96,7 +96,7 @@ def test_vqa_eval_lookup_equals_the_official_accuracy(scenes):
 def test_vqa_losses_on_soft_targets():
     import torch.nn.functional as F
 
-    from vitkit.train.vqa import VQATask
+    from vitkit.train.tasks.vqa import VQATask
 
     logits = torch.randn(3, 5)
     targets = torch.tensor([[1.0, 0, 0, 0, 0], [0.3, 0.9, 0, 0, 0], [0, 0, 0, 0, 0]])
@@ -113,7 +113,7 @@ def test_vqa_ctrl_c_mid_epoch_then_resume_gives_the_same_weights(scenes, tmp_pat
     import os
     import signal
 
-    from vitkit.train.vqa import VQATask
+    from vitkit.train.tasks.vqa import VQATask
 
     cfg = replace(TINY, epochs=2, deterministic=True)
     whole = tmp_path / "whole"
@@ -193,7 +193,7 @@ def test_whole_word_masking_masks_every_piece_of_a_word_together():
 
 
 def test_itm_negatives_show_another_image_even_when_captions_of_one_image_are_adjacent():
-    from vitkit.train.pretrain import other_image
+    from vitkit.train.tasks.pretrain import other_image
 
     rows = torch.tensor([0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 2])  # an unshuffled caption file: 5 captions per image
     pick = other_image(rows)

@@ -12,14 +12,14 @@ import torch
 
 from vitkit.data.scenes import generate_vqa_scenes
 from vitkit.data.vqa import load_vqa_split
-from vitkit.processing import ViltProcessor
+from vitkit.processing.bert import BertTokenizer
+from vitkit.processing.vilt import ViltProcessor
 from vitkit.registry import create_model
-from vitkit.text import BertTokenizer
 from vitkit.train.config import TrainConfig
-from vitkit.train.distributed import DistInfo
 from vitkit.train.engine import StepContext
 from vitkit.train.launch import run_train
-from vitkit.train.vqa import ImageGroups, VQATask, images_per_batch, load_vqa_data, processor_config_for
+from vitkit.train.tasks.vqa import ImageGroups, VQATask, images_per_batch, load_vqa_data, processor_config_for
+from vitkit.utils.distributed import DistInfo
 
 
 @pytest.fixture(scope="module")

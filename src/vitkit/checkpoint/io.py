@@ -1,61 +1,31 @@
-"""vitkit's own checkpoint format, safe readers for foreign weight files, and strict loading.
+"""Safe readers for weight files: safetensors, and pickles only ever through `torch.load(weights_only=True)`.
 
-Own format: a directory with `config.json` ({"format": "vitkit", "model_type": ..., "config": {...}}) and
-`model.safetensors`. Pickles are only ever read with `torch.load(weights_only=True)`.
+vitkit's own format and strict loading live with the models (`vitkit.models.base`); their names are re-exported
+here for the converters and older imports.
 """
 
 from __future__ import annotations
 
 import json
-import os
 import pickle
-import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import torch
-from torch import nn
 
-from ..config import config_to_dict
 from ..errors import CheckpointError
-
-FORMAT = "vitkit"
-FORMAT_VERSION = 1
-CONFIG_FILE = "config.json"
-WEIGHTS_FILE = "model.safetensors"
-
-
-def _atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write via a temp file + rename: a failed or interrupted write (full disk, kill -9) leaves the previous
-    file intact, and the data is on disk before the rename makes it visible (no empty file after a power cut)."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def save_pretrained(model: nn.Module, directory: str | Path, *, extra_files: dict[str, Any] | None = None) -> Path:
-    """Write config.json + model.safetensors (+ extra JSON files) atomically; returns the directory."""
-    from safetensors.torch import save
-
-    directory = Path(directory)
-    directory.mkdir(parents=True, exist_ok=True)
-    # safetensors refuses shared or non-contiguous storage: give each tensor its own contiguous copy.
-    tensors = {k: v.detach().cpu().contiguous().clone() for k, v in model.state_dict().items()}
-    _atomic_write_bytes(directory / WEIGHTS_FILE, save(tensors, metadata={"format": "pt"}))
-    meta = {"format": FORMAT, "format_version": FORMAT_VERSION, "model_type": model.model_type,
-            "config": config_to_dict(model.config)}
-    _atomic_write_bytes(directory / CONFIG_FILE, (json.dumps(meta, indent=2) + "\n").encode())
-    for name, content in (extra_files or {}).items():
-        _atomic_write_bytes(directory / name, (json.dumps(content, indent=2) + "\n").encode())
-    return directory
+from ..models.base import (  # noqa: F401  (re-exported)
+    CONFIG_FILE,
+    FORMAT,
+    FORMAT_VERSION,
+    WEIGHTS_FILE,
+    check_state_dict,
+    key_listing,
+    load_weights,
+    save_pretrained,
+)
+from .hub import first_line
 
 
 def read_json(path: Path) -> dict[str, Any]:
@@ -85,7 +55,7 @@ def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
         try:
             return load_file(str(path))
         except Exception as e:  # SafetensorError, OSError, ValueError, ...: a bad file either way
-            raise CheckpointError(f"{path} is not a readable safetensors file ({_first_line(e)})") from None
+            raise CheckpointError(f"{path} is not a readable safetensors file ({first_line(e)})") from None
     return unwrap_state_dict(load_plain_pickle(path), str(path))
 
 
@@ -103,7 +73,7 @@ def load_plain_pickle(path: Path, *, refused_hint: str = "", safe_globals: list[
             f"({_weights_only_reason(e)})"
         ) from None
     except Exception as e:  # nothing ran (weights_only): any other failure is a damaged file
-        raise CheckpointError(f"cannot read {path} as a PyTorch checkpoint ({type(e).__name__}: {_first_line(e)})"
+        raise CheckpointError(f"cannot read {path} as a PyTorch checkpoint ({type(e).__name__}: {first_line(e)})"
                               ) from None
 
 
@@ -115,11 +85,6 @@ def _weights_only_reason(e: BaseException) -> str:
     kept = [line for line in lines if line and not line.startswith(boilerplate)]
     reason = " ".join(kept).replace("WeightsUnpickler error:", "").strip()
     return reason or type(e).__name__
-
-
-def _first_line(e: BaseException) -> str:
-    text = str(e).strip()
-    return text.splitlines()[0] if text else ""
 
 
 def unwrap_state_dict(obj: Any, where: str) -> dict[str, torch.Tensor]:
@@ -150,40 +115,3 @@ def strip_prefixes(state_dict: Mapping[str, torch.Tensor], prefixes: tuple[str, 
                 sd = {k[len(p):]: v for k, v in sd.items()}
                 changed = True
     return sd
-
-
-def _listing(keys: list[str], limit: int = 5) -> str:
-    shown = ", ".join(keys[:limit])
-    return shown + (f", ... ({len(keys)} in all)" if len(keys) > limit else "")
-
-
-def check_state_dict(model: nn.Module, state_dict: Mapping[str, torch.Tensor], source: str = "checkpoint") -> None:
-    """Raise CheckpointError naming the first missing / unexpected / mis-shaped keys, if any."""
-    expected = model.state_dict()
-    missing = [k for k in expected if k not in state_dict]
-    unexpected = [k for k in state_dict if k not in expected]
-    misshaped = [
-        f"{k} {tuple(state_dict[k].shape)} vs model {tuple(v.shape)}"
-        for k, v in expected.items()
-        if k in state_dict and tuple(state_dict[k].shape) != tuple(v.shape)
-    ]
-    problems = []
-    if missing:
-        problems.append(f"missing keys: {_listing(missing)}")
-    if unexpected:
-        problems.append(f"unexpected keys: {_listing(unexpected)}")
-    if misshaped:
-        problems.append(f"mis-shaped: {_listing(misshaped, 3)}")
-    if problems:
-        name = getattr(model, "model_type", type(model).__name__)
-        raise CheckpointError(f"{source} does not fit this {name} model; " + "; ".join(problems))
-
-
-def load_weights(model: nn.Module, state_dict: Mapping[str, torch.Tensor], source: str = "checkpoint") -> nn.Module:
-    """Strict load: every key present, nothing extra, every shape equal. Dtypes follow the model."""
-    check_state_dict(model, state_dict, source)
-    try:
-        model.load_state_dict(state_dict, strict=True)
-    except RuntimeError as e:  # right shapes, unusable tensors (sparse, quantized, complex into real, ...)
-        raise CheckpointError(f"{source}: the weights have the right shapes but cannot be loaded ({e})") from e
-    return model

@@ -4,7 +4,8 @@ Fashion-MNIST), the train / eval transforms, RandAugment, Mixup / CutMix.
 The entry point is `load_classification_data(data_dir, DataConfig.from_model(model))`.
 """
 
-from ..images import DatasetError, ImageLoadError
+from ..processing.images import DatasetError, ImageLoadError
+from ..utils.random import Rng
 from .cifar import read_cifar, safe_unpickle
 from .classification import (
     KINDS,
@@ -16,7 +17,7 @@ from .classification import (
 from .imagefolder import ImageFolderDataset, scan_image_folder
 from .mixup import Mixup, smooth_one_hot, soft_target_cross_entropy
 from .mnist import FASHION_MNIST_CLASSES, read_idx, read_mnist
-from .randaugment import RandAugment, Rng, parse_randaugment
+from .randaugment import RandAugment, parse_randaugment
 from .transforms import (
     DataConfig,
     EvalTransform,

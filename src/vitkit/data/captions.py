@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import NamedTuple
 
-from ..images import DatasetError
+from ..processing.images import DatasetError
 from .paths import SafeRoot, expect_int, expect_list, expect_mapping, expect_str, read_json, safe_join
 
 logger = logging.getLogger(__name__)

@@ -39,11 +39,11 @@ from PIL import Image
 from torch.utils.data import Dataset
 
 from ..errors import ConfigError, did_you_mean
-from ..images import DatasetError, ImageLoadError, image_size, rgb_to_luma
+from ..processing.images import DatasetError, ImageLoadError, image_size, rgb_to_luma
+from ..utils.random import GeneratorLike, Rng
 from .cifar import CIFAR10_DIR, CIFAR100_DIR, find_cifar, read_cifar
 from .imagefolder import ImageFolderDataset, check_headers, decode_images, scan_image_folder
 from .mnist import find_mnist, guess_mnist_kind, read_mnist
-from .randaugment import GeneratorLike, Rng
 from .transforms import DEFAULT_RANDAUGMENT, DataConfig, build_transforms
 
 KINDS = ("imagefolder", "cifar10", "cifar100", "mnist", "fashion-mnist")
@@ -305,3 +305,27 @@ def _load_image_folder(
         splits["train"], splits["val"], scan.classes, "imagefolder", root, cached=cache, skipped=tuple(skipped),
         warnings=tuple(scan.warnings),
     )
+
+
+GREY_MODES = {"L", "1", "I;16", "I;16B", "I;16L", "I", "F", "LA"}
+
+
+def peek_dataset(data_dir: Path) -> tuple[list[str], int, int]:
+    """What a training run needs before it builds a model, without decoding an ImageFolder: (class names,
+    training-set size, input channels). Channels: 1 for grey data (MNIST, Fashion-MNIST, an ImageFolder whose
+    first 16 training images are grey), else 3."""
+    kind, _ = detect_dataset_kind(data_dir)
+    if kind != "imagefolder":
+        ds = load_classification_data(data_dir, DataConfig(img_size=32, in_chans=1, mean=(0.5,), std=(0.5,)),
+                                      kind=kind, randaugment=None)
+        return list(ds.classes), len(ds.train), 1 if kind in ("mnist", "fashion-mnist") else 3
+    scan = scan_image_folder(data_dir)
+    modes = set()
+    for path, _ in scan.train[:16]:
+        try:
+            with Image.open(path) as im:
+                modes.add(im.mode)
+        except OSError:
+            continue
+    grey = bool(modes) and modes <= GREY_MODES
+    return list(scan.classes), len(scan.train), 1 if grey else 3

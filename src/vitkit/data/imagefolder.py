@@ -31,7 +31,7 @@ from PIL import Image
 from torch.utils.data import Dataset
 
 from ..errors import did_you_mean
-from ..images import IMAGE_EXTENSIONS, DatasetError, ImageLoadError, image_size, load_image
+from ..processing.images import IMAGE_EXTENSIONS, DatasetError, ImageLoadError, image_size, load_image
 
 VAL_ALIASES = ("validation", "valid", "test", "eval")
 

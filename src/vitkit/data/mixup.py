@@ -20,7 +20,7 @@ import torch
 import torch.nn.functional as F
 
 from ..errors import ConfigError
-from .randaugment import GeneratorLike, Rng, as_rng
+from ..utils.random import GeneratorLike, Rng, as_rng
 
 
 def smooth_one_hot(target: torch.Tensor, num_classes: int, smoothing: float = 0.0) -> torch.Tensor:

@@ -24,7 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..images import DatasetError
+from ..processing.images import DatasetError
 
 FASHION_MNIST_CLASSES = (
     "T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot",

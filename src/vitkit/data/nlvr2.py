@@ -22,7 +22,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..images import DatasetError
+from ..processing.images import DatasetError
 from .paths import SafeRoot, expect_int, expect_mapping, expect_str, read_json_lines
 
 __all__ = ["NLVR2Example", "find_nlvr2_file", "load_nlvr2"]

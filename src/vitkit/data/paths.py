@@ -13,7 +13,7 @@ import os
 from pathlib import Path, PurePosixPath, PureWindowsPath
 from typing import Any
 
-from ..images import DatasetError
+from ..processing.images import DatasetError
 
 __all__ = [
     "SafeRoot", "expect_int", "expect_list", "expect_mapping", "expect_str", "read_json", "read_json_lines",

@@ -34,8 +34,9 @@ import torch
 from PIL import Image
 
 from ..errors import ConfigError
-from ..images import DatasetError, channels_to_mode, to_mode
-from .randaugment import PIL_INTERPOLATION, GeneratorLike, RandAugment, Rng, as_rng, pil_interpolation
+from ..processing.images import DatasetError, channels_to_mode, to_mode
+from ..utils.random import GeneratorLike, Rng, as_rng
+from .randaugment import PIL_INTERPOLATION, RandAugment, pil_interpolation
 
 SMALL_IMAGE_SIZE = 128  # below this (the shorter side of img_size), the gentler crop scale is the default
 DEFAULT_SCALE = (0.08, 1.0)

@@ -19,9 +19,9 @@ import numpy as np
 import torch
 from PIL import Image
 
-from ..images import ImageLoadError, load_image
-from ..processing import PIL_RESAMPLE, ViltProcessorConfig, resize_output_size
-from ..text import BertTokenizer
+from ..processing.bert import BertTokenizer
+from ..processing.images import ImageLoadError, load_image
+from ..processing.vilt import PIL_RESAMPLE, ViltProcessorConfig, resize_output_size
 
 log = logging.getLogger("vitkit")
 

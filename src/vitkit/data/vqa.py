@@ -32,7 +32,7 @@ from pathlib import Path
 
 import torch
 
-from ..images import DatasetError
+from ..processing.images import DatasetError
 from .paths import SafeRoot, expect_int, expect_list, expect_mapping, expect_str, read_json
 
 logger = logging.getLogger(__name__)

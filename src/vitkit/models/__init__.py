@@ -1,7 +1,7 @@
 """Model families. Each model is a `PretrainedModel` built from one small dataclass config."""
 
 from .dit import DiT, DiTConfig
-from .vilt import ViLT, ViLTConfig, ViLTOutput
+from .vilt.model import ViLT, ViLTConfig, ViLTOutput
 from .vit import VisionTransformer, ViTConfig
 
 __all__ = ["DiT", "DiTConfig", "ViLT", "ViLTConfig", "ViLTOutput", "ViTConfig", "VisionTransformer"]

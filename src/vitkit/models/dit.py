@@ -26,7 +26,7 @@ from torch import nn
 
 from ..errors import ConfigError, VitkitError
 from ..layers import Attention, Mlp, PatchEmbed, sincos_2d_pos_embed
-from ._base import PretrainedModel
+from .base import PretrainedModel
 
 log = logging.getLogger("vitkit")
 

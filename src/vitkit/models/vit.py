@@ -15,7 +15,7 @@ from torch import nn
 
 from ..errors import ConfigError
 from ..layers import Block, PatchEmbed, resample_pos_embed, sincos_2d_pos_embed
-from ._base import PretrainedModel
+from .base import PretrainedModel
 
 IMAGENET_INCEPTION_MEAN = (0.5, 0.5, 0.5)
 IMAGENET_INCEPTION_STD = (0.5, 0.5, 0.5)

@@ -23,8 +23,9 @@ from torch.utils.data import DataLoader, Dataset
 
 from ..config import config_to_dict
 from ..errors import VitkitError
+from ..utils.device import resolve_device
+from ..utils.distributed import DistInfo, all_reduce_sum, barrier, cleanup_distributed, init_distributed
 from .config import TrainConfig, fill_task_neutral_defaults
-from .distributed import DistInfo, all_reduce_sum, barrier, cleanup_distributed, init_distributed
 from .ema import ModelEMA
 from .optim import build_optimizer, set_lr, warmup_cosine
 from .sampler import EpochSampler
@@ -69,15 +70,6 @@ class RunState:
     best: dict[str, Any] = field(default_factory=dict)
     history: list[dict[str, Any]] = field(default_factory=list)
     elapsed_s: float = 0.0  # wall time spent training and evaluating, summed over resumes
-
-
-def resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    dev = torch.device(name)
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise VitkitError(f"--device {name}: CUDA is not available on this machine")
-    return dev
 
 
 def amp_dtype(cfg: TrainConfig, device: torch.device) -> torch.dtype | None:
@@ -282,7 +274,7 @@ class Trainer:
         return self.cfg.seed * 7919 + self.state.global_step * 104729 + self.dist.rank
 
     def _plots(self) -> None:
-        from ..viz import plot_training_curves
+        from ..utils.viz import plot_training_curves
 
         try:
             plot_training_curves(self._jsonl, self.run_dir / "training_curves.png", metric=self.task.primary_metric)

@@ -11,10 +11,9 @@ from typing import Any
 
 import torch
 
-from ..checkpoint.load import from_pretrained
 from ..config import config_from_dict
 from ..errors import ConfigError, VitkitError
-from ..registry import MODEL_TYPES, create_model, list_models
+from ..registry import MODEL_TYPES, create_model, from_pretrained, list_models
 from .config import TASKS, TrainConfig, resolve_recipe
 from .engine import Trainer
 from .state import STATE_FILE, load_state
@@ -41,35 +40,6 @@ def prepare_run_dir(out: Path, *, resume: bool, overwrite: bool) -> None:
     for name in taken:
         path = out / name
         shutil.rmtree(path) if path.is_dir() else path.unlink()
-
-
-GREY_MODES = {"L", "1", "I;16", "I;16B", "I;16L", "I", "F", "LA"}
-
-
-def _peek(data_dir: Path) -> tuple[list[str], int, int]:
-    """(class names, training-set size, input channels) without decoding an ImageFolder. Channels: 1 for grey
-    data (MNIST, Fashion-MNIST, an ImageFolder whose first 16 training images are grey), else 3."""
-    from PIL import Image
-
-    from ..data.classification import detect_dataset_kind, load_classification_data
-    from ..data.imagefolder import scan_image_folder
-    from ..data.transforms import DataConfig
-
-    kind, _ = detect_dataset_kind(data_dir)
-    if kind != "imagefolder":
-        ds = load_classification_data(data_dir, DataConfig(img_size=32, in_chans=1, mean=(0.5,), std=(0.5,)),
-                                      kind=kind, randaugment=None)
-        return list(ds.classes), len(ds.train), 1 if kind in ("mnist", "fashion-mnist") else 3
-    scan = scan_image_folder(data_dir)
-    modes = set()
-    for path, _ in scan.train[:16]:
-        try:
-            with Image.open(path) as im:
-                modes.add(im.mode)
-        except OSError:
-            continue
-    grey = bool(modes) and modes <= GREY_MODES
-    return list(scan.classes), len(scan.train), 1 if grey else 3
 
 
 def build_model(spec: str | None, *, task: str, num_classes: int, labels: list[str], in_chans: int,
@@ -130,15 +100,15 @@ def _rebuild(saved: dict[str, Any]) -> torch.nn.Module:
 def _setup_classification(*, task: str, data: Path, out: Path, model: str | None, pretrained: str | None,
                           init_from: str | None, img_size: int | None, cfg: TrainConfig, saved: dict | None,
                           skip_bad_images: bool) -> tuple:
-    from ..data.classification import load_classification_data
+    from ..data.classification import load_classification_data, peek_dataset
     from ..data.mixup import Mixup
-    from ..data.randaugment import Rng
     from ..data.transforms import DataConfig
-    from .classification import ClassificationTask
+    from ..utils.random import Rng
+    from .tasks.classification import ClassificationTask
 
     if init_from:
         raise ConfigError("--init-from initialises a ViLT's encoder; for classification use --pretrained")
-    classes, num_train, data_chans = _peek(data)
+    classes, num_train, data_chans = peek_dataset(data)
     if saved is not None:
         net = _rebuild(saved)
     else:
@@ -176,7 +146,7 @@ def _setup_task_module(*, task: str, data: Path, out: Path, model: str | None, p
                        skip_bad_images: bool) -> tuple:
     """The vision-language and diffusion tasks: each module's `setup` reads its data and builds (model, train
     set, val set, task, resolved recipe); a resumed run rebuilds the model from the checkpoint's config."""
-    from . import diffusion, nlvr2, pretrain, vqa
+    from .tasks import diffusion, nlvr2, pretrain, vqa
 
     module = {"vqa": vqa, "pretrain": pretrain, "retrieval": pretrain, "nlvr2": nlvr2, "diffusion": diffusion}[task]
     return module.setup(task=task, data=data, model=model or DEFAULT_MODELS[task], pretrained=pretrained,

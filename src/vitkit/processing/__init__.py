@@ -1,0 +1,8 @@
+"""Turning raw inputs into model inputs: image files of any mode (`images`), BERT's WordPiece (`bert`), and the
+ViLT processor (`vilt`). Nothing here depends on a model class."""
+
+from .bert import BertTokenizer
+from .images import DatasetError, ImageLoadError, load_image
+from .vilt import ViltProcessor, ViltProcessorConfig
+
+__all__ = ["BertTokenizer", "DatasetError", "ImageLoadError", "ViltProcessor", "ViltProcessorConfig", "load_image"]

@@ -1,0 +1,2 @@
+"""Helpers every layer may use: random numbers (`random`), devices (`device`), process groups (`distributed`),
+pictures (`viz`)."""
