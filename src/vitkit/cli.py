@@ -245,7 +245,7 @@ def _cmd_attention(args: argparse.Namespace) -> int:
     from .registry import from_pretrained
 
     model = from_pretrained(args.model)
-    if not hasattr(model, "forward_intermediates"):
+    if not hasattr(model, "forward_with_attention"):
         raise VitkitError(f"{args.model} is not a ViT image classifier")
     result = attention_maps(model, args.image, args.out)
     which = "[CLS] attention" if model.num_prefix_tokens else "attention (mean over tokens)"

@@ -57,10 +57,10 @@ def test_sdpa_explicit_and_naive_paths_agree(attn, key_mask, masked):
     x = torch.randn(B, N, DIM)
     mask = key_mask if masked else None
     with torch.no_grad():
-        fast, no_attn = attn(x, mask)
-        explicit, probs = attn(x, mask, return_attention=True)
+        fast = attn(x, mask)
+        explicit, probs = attn.forward_with_probs(x, mask)
         ref_out, ref_probs = naive_attention(attn, x, mask)
-    assert no_attn is None
+    assert isinstance(fast, torch.Tensor)  # the fused path returns the output alone
     assert probs.shape == (B, HEADS, N, N)
     torch.testing.assert_close(fast, explicit, atol=1e-5, rtol=1e-5)
     torch.testing.assert_close(fast, ref_out, atol=1e-5, rtol=1e-5)
@@ -70,7 +70,7 @@ def test_sdpa_explicit_and_naive_paths_agree(attn, key_mask, masked):
 def test_masked_keys_get_zero_probability(attn, key_mask):
     x = torch.randn(B, N, DIM)
     with torch.no_grad():
-        _, probs = attn(x, key_mask, return_attention=True)
+        _, probs = attn.forward_with_probs(x, key_mask)
     dead = ~key_mask[:, None, None, :].expand_as(probs)  # [B, H, N, N]: columns of masked keys
     assert torch.all(probs[dead] == 0)
     torch.testing.assert_close(probs.sum(-1), torch.ones(B, HEADS, N))
@@ -79,21 +79,25 @@ def test_masked_keys_get_zero_probability(attn, key_mask):
 def test_all_true_mask_equals_no_mask(attn):
     x = torch.randn(B, N, DIM)
     with torch.no_grad():
-        a, _ = attn(x, torch.ones(B, N, dtype=torch.bool))
-        b, _ = attn(x)
+        a = attn(x, torch.ones(B, N, dtype=torch.bool))
+        b = attn(x)
     torch.testing.assert_close(a, b, atol=1e-6, rtol=1e-6)
 
 
-@pytest.mark.parametrize("return_attention", [False, True])
-def test_masked_padding_does_not_change_real_tokens(attn, return_attention):
+def run(attn, x, mask=None, with_probs=False):
+    return attn.forward_with_probs(x, mask)[0] if with_probs else attn(x, mask)
+
+
+@pytest.mark.parametrize("with_probs", [False, True])
+def test_masked_padding_does_not_change_real_tokens(attn, with_probs):
     """What ViLT relies on: appending padding tokens and masking them leaves the real tokens' outputs alone."""
     x = torch.randn(B, N, DIM)
     padded = torch.cat([x, 100 * torch.randn(B, 5, DIM)], dim=1)  # loud padding: any leak would show
     mask = torch.ones(B, N + 5, dtype=torch.bool)
     mask[:, N:] = False
     with torch.no_grad():
-        ref, _ = attn(x, return_attention=return_attention)
-        out, _ = attn(padded, mask, return_attention=return_attention)
+        ref = run(attn, x, None, with_probs)
+        out = run(attn, padded, mask, with_probs)
     torch.testing.assert_close(out[:, :N], ref, atol=1e-5, rtol=1e-5)
 
 
@@ -103,19 +107,19 @@ def test_ragged_batch_matches_per_sample_runs(attn):
     x = torch.randn(len(lengths), max(lengths), DIM)
     mask = torch.arange(max(lengths))[None] < torch.tensor(lengths)[:, None]  # [B, N] True = real token
     with torch.no_grad():
-        batched, _ = attn(x, mask)
+        batched = attn(x, mask)
         for i, n in enumerate(lengths):
-            alone, _ = attn(x[i : i + 1, :n])
+            alone = attn(x[i : i + 1, :n])
             torch.testing.assert_close(batched[i : i + 1, :n], alone, atol=1e-5, rtol=1e-5)
 
 
 def test_gradients_flow_through_both_paths(attn):
     attn.train()
     x = torch.randn(B, N, DIM, requires_grad=True)
-    for return_attention in (False, True):
+    for with_probs in (False, True):
         x.grad = None
         attn.zero_grad()
-        out, _ = attn(x, return_attention=return_attention)
+        out = run(attn, x, None, with_probs)
         out.square().sum().backward()
         assert x.grad is not None and torch.isfinite(x.grad).all()
         assert all(p.grad is not None for p in attn.parameters())
@@ -125,16 +129,49 @@ def test_attention_dropout_only_in_training():
     attn = Attention(DIM, num_heads=HEADS, attn_drop=0.5)
     x = torch.randn(B, N, DIM)
     attn.train()
-    a, _ = attn(x)
-    b, _ = attn(x)
+    a = attn(x)
+    b = attn(x)
     assert not torch.allclose(a, b)  # different dropout masks
     attn.eval()
     with torch.no_grad():
-        c, _ = attn(x)
-        d, _ = attn(x)
+        c = attn(x)
+        d = attn(x)
     assert torch.equal(c, d)
 
 
 def test_dim_not_divisible_by_heads():
     with pytest.raises(ValueError, match="divisible"):
         Attention(30, num_heads=4)
+
+
+def causal_naive(attn: Attention, x: torch.Tensor, key_mask: torch.Tensor | None = None) -> torch.Tensor:
+    """Each prefix alone: token i's output from tokens 0..i only (what a causal mask means)."""
+    rows = []
+    for i in range(x.shape[1]):
+        prefix_mask = None if key_mask is None else key_mask[:, : i + 1]
+        rows.append(naive_attention(attn, x[:, : i + 1], prefix_mask)[0][:, i])
+    return torch.stack(rows, dim=1)
+
+
+@pytest.mark.parametrize("masked", [False, True])
+def test_causal_attention_equals_each_prefix_alone(attn, masked):
+    x = torch.randn(B, N, DIM)
+    mask = torch.ones(B, N, dtype=torch.bool)
+    if masked:
+        mask[0, 5:] = False  # right padding (CLIP's texts): every real token still sees only real keys
+    with torch.no_grad():
+        fast = attn(x, mask if masked else None, is_causal=True)
+        explicit, probs = attn.forward_with_probs(x, mask if masked else None, is_causal=True)
+        ref = causal_naive(attn, x, mask if masked else None)
+    real = mask[..., None].expand_as(fast)
+    torch.testing.assert_close(fast[real], ref[real], atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(explicit[real], ref[real], atol=1e-5, rtol=1e-5)
+    assert torch.all(probs.triu(1) == 0)  # no query attends to a later key
+
+
+def test_causal_first_queries_equal_full_rows(attn):
+    x = torch.randn(B, N, DIM)
+    with torch.no_grad():
+        full = attn(x, is_causal=True)
+        part = attn(x, num_queries=3, is_causal=True)
+    torch.testing.assert_close(part, full[:, :3], atol=1e-6, rtol=1e-5)

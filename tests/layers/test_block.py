@@ -6,7 +6,7 @@ import pytest
 import torch
 from torch import nn
 
-from vitkit.layers import Block, DropPath, LayerScale
+from vitkit.layers import Block, Dense, DropPath, LayerScale, Modulation, run_block
 
 DIM, HEADS = 32, 4
 
@@ -22,10 +22,9 @@ def test_block_is_pre_norm_residual():
         nn.init.normal_(p, std=0.1)
     x = torch.randn(2, 5, DIM)
     with torch.no_grad():
-        out, attn = blk(x)
-        h = x + blk.attn(blk.norm1(x))[0]
+        out = blk(x)
+        h = x + blk.attn(blk.norm1(x))
         ref = h + blk.mlp(blk.norm2(h))
-    assert attn is None
     torch.testing.assert_close(out, ref)
 
 
@@ -34,10 +33,12 @@ def test_block_attention_and_mask_pass_through():
     x = torch.randn(2, 6, DIM)
     mask = torch.ones(2, 6, dtype=torch.bool)
     mask[1, 4:] = False
+    recorded = Dense(mask, probs=[])
     with torch.no_grad():
-        fast, _ = blk(x, mask)
-        explicit, attn = blk(x, mask, return_attention=True)
+        fast = blk(x, Dense(mask))
+        explicit = blk(x, recorded)
     torch.testing.assert_close(fast, explicit, atol=1e-5, rtol=1e-5)
+    (attn,) = recorded.probs
     assert attn.shape == (2, HEADS, 6, 6)
     assert torch.all(attn[1, :, :, 4:] == 0)
 
@@ -46,12 +47,12 @@ def test_eval_is_deterministic_with_all_dropouts_on():
     blk = make_block(proj_drop=0.3, attn_drop=0.3, drop_path=0.3, init_values=0.1).eval()
     x = torch.randn(3, 5, DIM)
     with torch.no_grad():
-        a, _ = blk(x)
-        b, _ = blk(x)
+        a = blk(x)
+        b = blk(x)
     assert torch.equal(a, b)
     blk.train()
-    c, _ = blk(x)
-    d, _ = blk(x)
+    c = blk(x)
+    d = blk(x)
     assert not torch.equal(c, d)
 
 
@@ -101,9 +102,55 @@ def test_layerscale_in_block_scales_residual_branches():
     assert torch.all(blk.ls1.gamma == 1e-4) and torch.all(blk.ls2.gamma == 1e-4)
     x = torch.randn(2, 5, DIM)
     with torch.no_grad():
-        out, _ = blk(x)
-        h = x + 1e-4 * blk.attn(blk.norm1(x))[0]
+        out = blk(x)
+        h = x + 1e-4 * blk.attn(blk.norm1(x))
         ref = h + 1e-4 * blk.mlp(blk.norm2(h))
     torch.testing.assert_close(out, ref)
     # with tiny gamma, the block starts close to the identity
     assert (out - x).abs().max() < 1e-2
+
+
+def test_drop_path_groups_drop_whole_samples_of_packed_rows():
+    """Rows of several samples in one [T, D] tensor (one-way fusion): one draw per sample, shared by its rows."""
+    dp = DropPath(0.5).train()
+    sample = torch.arange(400).repeat_interleave(3)  # 400 samples of 3 rows each
+    out = dp(torch.ones(1200, 4), (sample, 400)).reshape(400, -1)
+    assert torch.all((out == 0).all(1) | (out == 2.0).all(1))
+    assert 0.35 < (out[:, 0] > 0).float().mean().item() < 0.65
+
+
+def test_block_keeps_only_the_first_rows_it_is_asked_for():
+    blk = make_block().eval()
+    x = torch.randn(2, 6, DIM)
+    with torch.no_grad():
+        torch.testing.assert_close(blk(x, Dense(num_queries=1)), blk(x)[:, :1], atol=1e-6, rtol=1e-5)
+
+
+def test_modulation_is_dit_adaln():
+    """x + gate1 * attn(modulate(norm1(x))), then the same with the MLP: DiT's adaLN-Zero block."""
+    blk = Block(DIM, num_heads=HEADS, mlp_hidden=2 * DIM, norm_affine=False, act="gelu_tanh").eval()
+    x, c = torch.randn(2, 5, DIM), torch.randn(2, 6 * DIM)
+    mod = Modulation.of(c)
+    with torch.no_grad():
+        out = blk(x, modulation=mod)
+        h = x + mod.gate1[:, None] * blk.attn(blk.norm1(x) * (1 + mod.scale1[:, None]) + mod.shift1[:, None])
+        ref = h + mod.gate2[:, None] * blk.mlp(blk.norm2(h) * (1 + mod.scale2[:, None]) + mod.shift2[:, None])
+    torch.testing.assert_close(out, ref)
+    assert not any(True for _ in blk.norm1.parameters())  # adaLN supplies the affine part
+
+
+def test_grad_checkpointing_gives_the_same_outputs_and_gradients():
+    torch.manual_seed(0)
+    blk = make_block(drop_path=0.0).train()
+    x = torch.randn(2, 5, DIM, requires_grad=True)
+    plain = run_block(blk, x)
+    plain.square().sum().backward()
+    want = [p.grad.clone() for p in blk.parameters()], x.grad.clone()
+    blk.zero_grad()
+    x.grad = None
+    ckpt = run_block(blk, x, checkpointing=True)
+    ckpt.square().sum().backward()
+    torch.testing.assert_close(ckpt, plain)
+    for a, b in zip([p.grad for p in blk.parameters()], want[0]):
+        torch.testing.assert_close(a, b)
+    torch.testing.assert_close(x.grad, want[1])

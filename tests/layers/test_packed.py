@@ -1,4 +1,4 @@
-"""Packed inference (vitkit.layers.packed, ViLT.pooled_output / pooled_joint): real tokens back to back, no
+"""Packed inference (the `Packed` layout; ViLT.pooled_output / pooled_joint): real tokens back to back, no
 padding in the per-token layers, the last block on [CLS] only — equal to the padded forward and to each
 sequence run alone."""
 
@@ -11,8 +11,8 @@ from PIL import Image
 
 import vitkit
 from vitkit.inference.vilt import processor_for
-from vitkit.layers import Block
-from vitkit.layers.packed import Layout, block, layout, pack, through, unpack
+from vitkit.layers import Block, Packed
+from vitkit.layers.packed import pack, unpack
 
 
 def blocks(depth: int = 3, dim: int = 32) -> torch.nn.ModuleList:
@@ -22,14 +22,21 @@ def blocks(depth: int = 3, dim: int = 32) -> torch.nn.ModuleList:
 
 
 def padded_layout(slots):
-    """The layout `layout` picks off the CPU: scattered into [b, N] with a key mask (tested here on the CPU)."""
-    return Layout(slots, where=slots.flatten().nonzero().squeeze(1))
+    """The layout `Packed.of` picks off the CPU: scattered into [b, N] with a key mask (tested here on the CPU)."""
+    return Packed(slots, where=slots.flatten().nonzero().squeeze(1))
+
+
+def through(blks, x, lay):
+    for blk in blks:
+        x = blk(x, lay)
+    return x
 
 
 def packed_first_tokens(blks, x, slots, first, lay=None):
     """Each sequence's first row after the blocks, the last block on those rows only."""
-    lay = layout(slots) if lay is None else lay
-    return block(blks[-1], through(blks[:-1], x, lay), lay, first)
+    lay = Packed.of(slots) if lay is None else lay
+    with torch.no_grad():
+        return blks[-1](through(blks[:-1], x, lay), lay.rows(first))
 
 
 def test_pack_keeps_each_rows_real_tokens_in_order():
@@ -41,9 +48,9 @@ def test_pack_keeps_each_rows_real_tokens_in_order():
     assert first.tolist() == [0, 3]
     back = unpack(packed, mask)
     assert back[..., 0].tolist() == [[0, 0, 2, 3], [4, 5, 0, 0]]  # the real tokens in place, zeros elsewhere
-    assert layout(slots).lengths == [3, 2] and layout(slots).where is None  # CPU: sequence by sequence
+    assert Packed.of(slots).lengths == [3, 2] and Packed.of(slots).where is None  # CPU: sequence by sequence
     assert padded_layout(slots).where.tolist() == [0, 1, 2, 3, 4]
-    full = layout(torch.ones(2, 3, dtype=torch.bool))  # equal lengths: one batched call, no mask
+    full = Packed.of(torch.ones(2, 3, dtype=torch.bool))  # equal lengths: one batched call, no mask
     assert full.where is None and full.lengths is None
 
 
@@ -62,7 +69,7 @@ def test_packed_first_tokens_equal_each_sequence_alone(lengths, padded):
         y = s[None]
         with torch.no_grad():
             for blk in blks:
-                y, _ = blk(y)
+                y = blk(y)
         torch.testing.assert_close(out[j], y[0, 0], atol=1e-5, rtol=1e-5)
 
 
@@ -84,20 +91,15 @@ def test_packed_every_row_equals_each_sequence_alone_with_zeros_at_padding(padde
     mask = torch.tensor([[True, True, False, True, False], [True, True, True, True, True], [True, False] + [False] * 3])
     tokens = torch.randn(3, 5, 32)
     x, slots, _ = pack(tokens, mask)
-    out = unpack(through(blks, x, padded_layout(slots) if padded else layout(slots)), mask)
+    with torch.no_grad():
+        out = unpack(through(blks, x, padded_layout(slots) if padded else Packed.of(slots)), mask)
     for j in range(3):
         y = tokens[j][mask[j]][None]
         with torch.no_grad():
             for blk in blks:
-                y, _ = blk(y)
+                y = blk(y)
         torch.testing.assert_close(out[j][mask[j]], y[0], atol=1e-5, rtol=1e-5)
         assert not out[j][~mask[j]].any()
-
-
-def test_packed_refuses_training_mode():
-    blks = blocks().train()
-    with pytest.raises(RuntimeError, match="inference"):
-        through(blks, torch.randn(3, 32), layout(torch.ones(1, 3, dtype=torch.bool)))
 
 
 SMALL = dict(depth=2, embed_dim=64, num_heads=4, img_size=64, patch_size=16, shorter_edge=64, longer_edge=96,
@@ -124,13 +126,13 @@ def test_vilt_pooled_output_equals_the_padded_forward(name):
     args = [enc[k] for k in ("input_ids", "attention_mask", "pixel_values", "pixel_mask", "token_type_ids")]
     assert not enc["attention_mask"].all() and not enc["pixel_mask"].all()  # padding on both sides
     with torch.no_grad():
-        want = model(*args).pooled
+        want = model(*args).pooler_output
     got = model.pooled_output(*args)
     torch.testing.assert_close(got, want, atol=1e-5, rtol=1e-5)
     model.train()  # training (stochastic depth, patch sampling) takes the padded path ([CLS]-only last block)
     torch.manual_seed(3)
     with torch.no_grad():
-        want = model(*args).pooled
+        want = model(*args).pooler_output
     torch.manual_seed(3)
     torch.testing.assert_close(model.pooled_output(*args), want, atol=1e-5, rtol=1e-5)
 
@@ -141,4 +143,4 @@ def test_vilt_one_way_pooled_output_takes_the_two_stream_path():
     enc = processor_for(model)(images=[Image.new("RGB", (64, 64))] * 2, text=["a red cube", "is there a ball"])
     args = [enc[k] for k in ("input_ids", "attention_mask", "pixel_values", "pixel_mask", "token_type_ids")]
     with torch.no_grad():
-        torch.testing.assert_close(model.pooled_output(*args), model(*args).pooled, atol=1e-6, rtol=1e-5)
+        torch.testing.assert_close(model.pooled_output(*args), model(*args).pooler_output, atol=1e-6, rtol=1e-5)

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from vitkit.layers import Attention, Block
+from vitkit.layers import Attention, Block, Dense
 from vitkit.models.vit import VisionTransformer, ViTConfig
 
 
@@ -27,11 +27,11 @@ def test_attention_first_queries_equal_full_rows(mask_kind, num_queries, qkv_bia
     attn = Attention(32, num_heads=4, qkv_bias=qkv_bias).eval()
     x = torch.randn(2, 9, 32)
     mask = masks(2, 9)[mask_kind]
-    full, full_probs = attn(x, mask, return_attention=True)
-    part, probs = attn(x, mask, num_queries=num_queries)
-    assert part.shape == (2, num_queries, 32) and probs is None
+    full, full_probs = attn.forward_with_probs(x, mask)
+    part = attn(x, mask, num_queries=num_queries)
+    assert part.shape == (2, num_queries, 32)
     torch.testing.assert_close(part, full[:, :num_queries], atol=1e-6, rtol=1e-5)
-    part, probs = attn(x, mask, return_attention=True, num_queries=num_queries)
+    part, probs = attn.forward_with_probs(x, mask, num_queries=num_queries)
     assert probs.shape == (2, 4, num_queries, 9)
     torch.testing.assert_close(probs, full_probs[:, :, :num_queries], atol=1e-6, rtol=1e-5)
     torch.testing.assert_close(part, full[:, :num_queries], atol=1e-6, rtol=1e-5)
@@ -41,7 +41,7 @@ def test_attention_num_queries_at_least_n_is_the_full_pass():
     torch.manual_seed(0)
     attn = Attention(16, num_heads=2).eval()
     x = torch.randn(2, 5, 16)
-    torch.testing.assert_close(attn(x, num_queries=5)[0], attn(x)[0], atol=0, rtol=0)
+    torch.testing.assert_close(attn(x, num_queries=5), attn(x), atol=0, rtol=0)
 
 
 def test_block_num_out_in_training_matches_the_full_block_and_its_gradients():
@@ -53,7 +53,7 @@ def test_block_num_out_in_training_matches_the_full_block_and_its_gradients():
     mask = masks(6, 7)[1]
 
     torch.manual_seed(3)
-    full, _ = blk(x, mask)
+    full = blk(x, Dense(mask))
     full[:, 0].square().sum().backward()
     want = {n: p.grad.clone() for n, p in blk.named_parameters()}
     want_x = x.grad.clone()
@@ -61,7 +61,7 @@ def test_block_num_out_in_training_matches_the_full_block_and_its_gradients():
     x.grad = None
 
     torch.manual_seed(3)
-    part, _ = blk(x, mask, num_out=1)
+    part = blk(x, Dense(mask, num_queries=1))
     assert part.shape == (6, 1, 32)
     torch.testing.assert_close(part[:, 0], full[:, 0], atol=1e-6, rtol=1e-5)
     part[:, 0].square().sum().backward()
@@ -76,8 +76,8 @@ def test_block_num_out_inference_leaves_the_input_alone():
     x = torch.randn(2, 5, 16)
     before = x.clone()
     with torch.no_grad():
-        out, _ = blk(x, num_out=2)
-        full, _ = blk(x)
+        out = blk(x, Dense(num_queries=2))
+        full = blk(x)
     assert torch.equal(x, before)
     torch.testing.assert_close(out, full[:, :2], atol=1e-6, rtol=1e-5)
 

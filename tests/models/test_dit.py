@@ -52,11 +52,11 @@ def test_fresh_model_outputs_exactly_zero_and_each_block_is_the_identity():
     c = model.t_embedder(t) + model.y_embedder(y, False)
     assert c.abs().sum() > 0  # the conditioning itself is not zero: the zeros come from adaLN-Zero
     for block in model.blocks:
-        assert torch.equal(block(tokens, c), tokens)
+        assert torch.equal(block(tokens, c=c), tokens)
     # the test can fail: any non-zero modulation breaks both properties
     with torch.no_grad():
         model.blocks[0].adaLN_modulation[1].bias[2 * 32:3 * 32].fill_(0.5)  # gate_msa
-    assert not torch.equal(model.blocks[0](tokens, c), tokens)
+    assert not torch.equal(model.blocks[0](tokens, c=c), tokens)
     with torch.no_grad():
         model.final_layer.linear.bias.fill_(0.1)
     assert model(x, t, y).abs().min() > 0

@@ -1,6 +1,6 @@
-"""ViLT's inference forward (eval mode, gradients off): packed over the real tokens, the last block on the text
-[CLS] first, text_feats / image_feats computed when first read (zeros at padding). Compared with the padded
-forward that runs with gradients on, which computes every position as the original does."""
+"""ViLT's outputs mean one thing: `model(**batch)` gives the same fields and values with gradients on or off
+(padding positions included, as transformers), and the padding-free packed path runs only when the caller asks
+for the pooled output alone (`pooled_only=True`, eval mode), with the logits of the full pass."""
 
 from __future__ import annotations
 
@@ -8,7 +8,6 @@ import pytest
 import torch
 
 import vitkit
-from vitkit.models.vilt.output import Deferred, ViLTOutput
 
 SMALL = dict(depth=2, embed_dim=32, num_heads=4, img_size=32, patch_size=8, shorter_edge=32, longer_edge=48,
              size_divisor=8, max_text_len=12, vocab_size=100, num_answers=5, max_image_len=-1)
@@ -47,109 +46,80 @@ def last_block_rows(model) -> list[int]:
 
 
 @pytest.mark.parametrize("name", ["vilt_b32", "vilt_b32_vqa", "vilt_b32_retrieval", "vilt_b32_nlvr2"])
-def test_inference_forward_equals_the_padded_forward_at_real_positions(name):
+@pytest.mark.parametrize("grad_off", [torch.no_grad, torch.inference_mode])
+def test_outputs_do_not_depend_on_the_autograd_state(name, grad_off):
     model = model_for(name, **({"num_answers": 2} if name.endswith("nlvr2") else {}))
     kw = inputs(3, images=model.config.num_images)
     with torch.enable_grad():
         want = model(**kw)
-    with torch.no_grad():
+    with grad_off():
         got = model(**kw)
-    torch.testing.assert_close(got.pooled, want.pooled, atol=ATOL, rtol=ATOL)
-    if want.logits is not None:
-        torch.testing.assert_close(got.logits, want.logits, atol=ATOL, rtol=ATOL)
-    for k, v in want.extra_logits.items():
-        if k == "mlm":
+    for field in ("logits", "pooler_output", "last_hidden_state", "text_feats", "image_feats"):
+        w, g = getattr(want, field), getattr(got, field)
+        if w is None:
+            assert g is None, field
             continue
-        torch.testing.assert_close(got.extra_logits[k], v, atol=ATOL, rtol=ATOL)
-    for feats, masks in (("text_feats", "text_masks"), ("image_feats", "image_masks")):
-        real = getattr(want, masks)
-        assert not real.all()  # there is padding on both sides
-        g, w = getattr(got, feats), getattr(want, feats)
-        assert g.shape == w.shape
-        torch.testing.assert_close(g[real], w[real], atol=ATOL, rtol=ATOL)
-        assert not g[~real].any()  # padding positions: zeros
+        assert g.shape == w.shape, field
+        torch.testing.assert_close(g, w.detach(), atol=ATOL, rtol=ATOL, msg=field)  # padding positions too
+    for k, v in want.extra_logits.items():
+        torch.testing.assert_close(got.extra_logits[k], v.detach(), atol=ATOL, rtol=ATOL)
+    assert not want.text_masks.all() and not want.image_masks.all()  # there is padding on both sides
 
 
-def test_mlm_logits_equal_at_real_positions():
-    model = model_for("vilt_b32")  # ITM + MLM
-    kw = inputs(3)
-    real = kw["attention_mask"].bool()
-    with torch.enable_grad():
-        want = model(**kw).extra_logits["mlm"]
+def test_transformers_field_names():
+    model = model_for("vilt_b32_vqa")
+    kw = inputs(2)
     with torch.no_grad():
-        got = model(**kw).extra_logits["mlm"]
-    torch.testing.assert_close(got[real], want[real], atol=ATOL, rtol=ATOL)
+        out = model(**kw, output_hidden_states=True, output_attentions=True)
+    L = 7 + 1 + 4 * 6
+    assert out.last_hidden_state.shape == (2, L, 32) and out.pooler_output.shape == (2, 32)
+    assert out.pooled is out.pooler_output  # vitkit's earlier name
+    torch.testing.assert_close(out.text_feats, out.last_hidden_state[:, :7])
+    torch.testing.assert_close(out.image_feats, out.last_hidden_state[:, 7:])
+    assert len(out.hidden_states) == 3 and all(h.shape == (2, L, 32) for h in out.hidden_states)  # embeddings + 2
+    assert len(out.attentions) == 2 and out.attentions[0].shape == (2, 4, L, L)
+    torch.testing.assert_close(model.transformer.norm(out.hidden_states[-1]), out.last_hidden_state)
 
 
-def test_features_are_computed_once_when_first_read():
+def test_pooled_only_in_eval_runs_packed_and_gives_the_full_pass_logits():
     model = model_for("vilt_b32_vqa")
     rows = last_block_rows(model)
     kw = inputs(3)
-    n_real = int(kw["attention_mask"].sum()) + 3 * (1 + 4 * 6) - 9  # text + image [CLS] + patches - 9 padded
-    with torch.inference_mode():
-        out = model(**kw)
-    assert rows == [3]  # the forward: the last block on the 3 text [CLS] rows only
-    assert isinstance(vars(out)["_deferred_text_feats"], Deferred)
-    text = out.text_feats  # read outside inference mode: computed now, as an inference tensor like the rest
-    assert rows == [3, n_real] and text.is_inference() and text.shape == (3, 7, 32)
-    image = out.image_feats
-    assert rows == [3, n_real] and image.shape == (3, 1 + 4 * 6, 32)  # computed with text_feats, not again
-    assert out.text_feats is text
-
-
-def test_reading_features_after_the_model_changed_is_refused():
-    model = model_for("vilt_b32_vqa")
     with torch.no_grad():
-        out = model(**inputs(2))
-        model.transformer.norm.weight.mul_(2)
-    with pytest.raises(RuntimeError, match="changed since its forward"):
-        _ = out.text_feats
-    with torch.no_grad():
-        out = model(**inputs(2))
-    model.train()
-    with pytest.raises(RuntimeError, match="changed since its forward"):
-        _ = out.image_feats
-    model.eval()
-    with torch.no_grad():
-        out = model(**inputs(2))
-    torch.testing.assert_close(out.pooled, out.pooled)
-    assert out.text_feats.shape == (2, 7, 32)  # read before any change: fine
+        full = model(**kw)
+        part = model(**kw, pooled_only=True)
+    assert rows == [3 * (7 + 1 + 24), 3]  # full: every position; pooled_only: the 3 text [CLS] rows
+    torch.testing.assert_close(part.logits, full.logits, atol=ATOL, rtol=ATOL)
+    torch.testing.assert_close(part.pooler_output, full.pooler_output, atol=ATOL, rtol=ATOL)
+    assert part.last_hidden_state is None and part.text_feats is None and part.image_feats is None
 
 
-def test_gradients_on_or_training_take_the_padded_path():
+def test_pooled_only_packs_with_gradients_on_too():
+    """The path follows the arguments (pooled_only, eval mode), not the autograd state."""
     model = model_for("vilt_b32_vqa")
     rows = last_block_rows(model)
     kw = inputs(2)
-    out = model(**kw)  # eval, gradients on (e.g. saliency): every position computed, padding included
-    assert rows == [2 * (7 + 1 + 24)] and out.text_feats[~out.text_masks].abs().sum() > 0
-    out.logits.sum().backward()
+    out = model(**kw, pooled_only=True)
+    assert rows == [2]
+    out.logits.sum().backward()  # saliency through the packed path
     assert model.pooler.dense.weight.grad is not None
+    with torch.no_grad():
+        torch.testing.assert_close(out.logits.detach(), model(**kw).logits, atol=ATOL, rtol=ATOL)
 
 
 def test_a_masked_text_cls_falls_back_to_the_padded_path():
     model = model_for("vilt_b32_vqa")
+    rows = last_block_rows(model)
     kw = inputs(2)
     kw["attention_mask"][1, 0] = 0  # the pooler reads position 0 whatever the mask says
-    with torch.enable_grad():
-        want = model(**kw)
     with torch.no_grad():
-        got = model(**kw)
+        want = model(**kw)
+        got = model(**kw, pooled_only=True)
+    assert rows[-1] == 2  # the padded path's [CLS]-only last block ([2, 1, D])
     torch.testing.assert_close(got.logits, want.logits, atol=ATOL, rtol=ATOL)
-    torch.testing.assert_close(got.text_feats, want.text_feats, atol=ATOL, rtol=ATOL)
 
 
-def test_map_field_keeps_a_deferred_value_deferred():
-    calls = []
-    out = ViLTOutput(logits=None, pooled=torch.zeros(2, 4), text_feats=Deferred(lambda: calls.append(1) or
-                     torch.ones(2, 3, 4)), image_feats=torch.zeros(2, 5, 4), text_masks=torch.ones(2, 3),
-                     image_masks=torch.ones(2, 5), patch_index=torch.zeros(2, 4, 2))
-    out.map_field("text_feats", lambda t: t.reshape(1, 2, 3, 4))
-    out.map_field("image_feats", lambda t: t.reshape(1, 2, 5, 4))
-    assert calls == [] and out.image_feats.shape == (1, 2, 5, 4)
-    assert out.text_feats.shape == (1, 2, 3, 4) and calls == [1]
-
-
-def test_inference_embeds_the_valid_patches_only(monkeypatch):
+def test_pooled_only_embeds_the_valid_patches_only(monkeypatch):
     from vitkit.layers import PatchEmbed
 
     calls = []
@@ -158,12 +128,44 @@ def test_inference_embeds_the_valid_patches_only(monkeypatch):
                         original(self, x, keep))
     model = model_for("vilt_b32_vqa")
     kw = inputs(2)
-    with torch.enable_grad():
-        want = model(**kw)
-    assert calls == []  # the padded path embeds every patch, as the original
     with torch.no_grad():
-        got = model(**kw)
+        want = model(**kw)
+        assert calls == []  # the full forward embeds every patch, as the original
+        got = model(**kw, pooled_only=True)
     assert len(calls) == 1 and not calls[0].all()  # padding patches skipped
     torch.testing.assert_close(got.logits, want.logits, atol=ATOL, rtol=ATOL)
-    real = want.image_masks
-    torch.testing.assert_close(got.image_feats[real], want.image_feats[real], atol=ATOL, rtol=ATOL)
+
+
+def test_labels_give_the_papers_losses():
+    vqa = model_for("vilt_b32_vqa")
+    kw = inputs(2)
+    scores = torch.tensor([[0.0, 1.0, 0.3, 0.0, 0.0], [0.6, 0.0, 0.0, 0.0, 1.0]])
+    out = vqa(**kw, labels=scores)
+    want = torch.nn.functional.binary_cross_entropy_with_logits(out.logits, scores) * 5
+    torch.testing.assert_close(out.loss, want)
+    pre = model_for("vilt_b32")  # ITM task + MLM extra head
+    out = pre(**kw, labels=torch.tensor([1, 0]))
+    torch.testing.assert_close(out.loss, torch.nn.functional.cross_entropy(out.logits, torch.tensor([1, 0])))
+    mlm = model_for("vilt_b32", task="mlm", extra_heads=())
+    labels = torch.full((2, 7), -100)
+    labels[0, 2], labels[1, 1] = 17, 42
+    out = mlm(**kw, labels=labels)
+    want = torch.nn.functional.cross_entropy(out.logits[[0, 1], [2, 1]], torch.tensor([17, 42]))
+    torch.testing.assert_close(out.loss, want)
+    with pytest.raises(vitkit.ConfigError, match="soft answer scores"):
+        vqa(**kw, labels=torch.tensor([1, 0]))
+    with pytest.raises(vitkit.ConfigError, match="retrieval"):
+        model_for("vilt_b32_retrieval")(**kw, labels=torch.tensor([1.0, 0.0]))
+
+
+def test_grad_checkpointing_gives_the_same_gradients():
+    model = model_for("vilt_b32_vqa", image_attends_text=False).train()
+    kw = inputs(2)
+    grads = []
+    for ckpt in (False, True):
+        model.set_grad_checkpointing(ckpt)
+        model.zero_grad()
+        model(**kw).logits.square().sum().backward()
+        grads.append({n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None})
+    for n in grads[0]:
+        torch.testing.assert_close(grads[1][n], grads[0][n], atol=1e-6, rtol=1e-5, msg=n)

@@ -279,16 +279,17 @@ def test_forward_features_shape_and_final_norm():
     x = torch.randn(2, 3, 32, 32)
     with torch.no_grad():
         feats = model.forward_features(x)
-        out = model.forward_intermediates(x)
+        final, inter = model.forward_intermediates(x, output_fmt="NLC", norm=True)
     assert feats.shape == (2, 1 + 16, 32)
-    torch.testing.assert_close(feats, model.norm(out["hidden_states"][-1]))
+    torch.testing.assert_close(final, feats)
+    torch.testing.assert_close(inter[-1], feats[:, 1:])  # the last block, normed, prefix token removed
 
 
-def test_forward_intermediates():
+def test_forward_with_attention():
     model = tiny_model()
     x = torch.randn(2, 3, 32, 48)  # non-square: grid 4x6
     with torch.no_grad():
-        out = model.forward_intermediates(x, return_attention=True)
+        out = model.forward_with_attention(x)
         logits = model(x)
         feats = model.forward_features(x)
     assert out["grid"] == (4, 6)
@@ -301,21 +302,82 @@ def test_forward_intermediates():
         assert torch.all(a >= 0)
     torch.testing.assert_close(out["features"], feats, atol=1e-5, rtol=1e-5)
     torch.testing.assert_close(out["logits"], logits, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(model.norm(out["hidden_states"][-1]), feats, atol=1e-5, rtol=1e-5)
 
 
-def test_forward_intermediates_layer_selection_and_no_attention_by_default():
+def test_forward_with_attention_layer_selection_and_the_old_call():
     model = tiny_model()
     x = torch.randn(1, 3, 32, 32)
     with torch.no_grad():
-        everything = model.forward_intermediates(x)
-        last = model.forward_intermediates(x, layers=[-1])
-        first_two = model.forward_intermediates(x, layers=[0, 1])
+        everything = model.forward_with_attention(x, record=False)
+        last = model.forward_with_attention(x, layers=[-1], record=False)
+        first_two = model.forward_with_attention(x, layers=[0, 1], record=False)
+        with pytest.warns(FutureWarning, match="old form"):
+            old = model.forward_intermediates(x, return_attention=True)
     assert everything["attentions"] == []
     assert len(last["hidden_states"]) == 1
     assert torch.equal(last["hidden_states"][0], everything["hidden_states"][-1])
     assert len(first_two["hidden_states"]) == 2
     for a, b in zip(first_two["hidden_states"], everything["hidden_states"][:2]):
         assert torch.equal(a, b)
+    assert len(old["attentions"]) == 3
+    torch.testing.assert_close(old["logits"], last["logits"], atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize("kwargs", [
+    {},
+    {"indices": 2},
+    {"indices": [0, -1], "norm": True},
+    {"indices": [1], "stop_early": True, "output_fmt": "NLC"},
+    {"return_prefix_tokens": True, "indices": 1},
+    {"intermediates_only": True, "indices": [0, 2]},
+    {"output_dict": True, "return_prefix_tokens": True, "indices": 2},
+    {"output_dict": True, "intermediates_only": True},
+])
+def test_forward_intermediates_matches_timm(tiny_timm, tiny_loaded, kwargs):
+    x = torch.randn(1, 3, 224, 224)
+    with torch.no_grad():
+        got = tiny_loaded.forward_intermediates(x, **kwargs)
+        ref = tiny_timm.forward_intermediates(x, **kwargs)
+
+    def flat(o):  # every tensor in the (nested) return value, in order
+        if isinstance(o, torch.Tensor):
+            return [o]
+        if isinstance(o, dict):
+            assert sorted(o) == sorted(ref_keys)
+            return [t for k in sorted(o) for t in flat(o[k])]
+        return [t for item in o for t in flat(item)]
+
+    ref_keys = list(ref) if isinstance(ref, dict) else []
+    assert type(got) is type(ref)
+    a, b = flat(got), flat(ref)
+    assert len(a) == len(b)
+    for u, v in zip(a, b):
+        assert u.shape == v.shape
+        assert max_diff(u, v) <= ATOL
+
+
+def test_timm_names_on_every_vit(tiny_loaded):
+    assert tiny_loaded.get_classifier() is tiny_loaded.head
+    cfg = tiny_loaded.pretrained_cfg
+    assert cfg["input_size"] == (3, 224, 224) and cfg["interpolation"] == "bicubic"
+    assert cfg["mean"] == (0.5, 0.5, 0.5) and cfg["crop_pct"] == 0.9
+    assert tiny_loaded.config.id2label[3] == "3" and tiny_loaded.config.label2id["3"] == 3
+    named = vitkit.create_model("vit_pico_patch2_16", labels=tuple("abcdefghij"))
+    assert named.config.id2label[1] == "b" and named.config.label2id["j"] == 9
+
+
+def test_grad_checkpointing_gives_the_same_gradients():
+    model = tiny_model().train()
+    x = torch.randn(2, 3, 32, 32)
+    grads = []
+    for ckpt in (False, True):
+        model.set_grad_checkpointing(ckpt)
+        model.zero_grad()
+        model(x).square().sum().backward()
+        grads.append({n: p.grad.clone() for n, p in model.named_parameters()})
+    for n in grads[0]:
+        torch.testing.assert_close(grads[1][n], grads[0][n], msg=n)
 
 
 def test_predict_proba_sums_to_one():

@@ -11,6 +11,8 @@ from ..models.base import CONFIG_FILE
 
 HUB_PREFIX = "hf-hub:"
 WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin", "model.pth", "pytorch_model.pth")
+# open_clip's own files, in repositories that hold no transformers / timm config.json
+OPEN_CLIP_FILES = ("open_clip_config.json", ("open_clip_model.safetensors", "open_clip_pytorch_model.bin"))
 
 
 def download_from_hub(repo_id: str) -> Path:
@@ -25,10 +27,17 @@ def download_from_hub(repo_id: str) -> Path:
     except ImportError:  # pragma: no cover - a dependency of vitkit
         raise CheckpointError("hf-hub sources need the huggingface_hub package") from None
     try:
-        config = Path(hf_hub_download(repo_id, CONFIG_FILE))
+        try:
+            config = Path(hf_hub_download(repo_id, CONFIG_FILE))
+            weight_files: tuple[str, ...] = WEIGHT_FILES
+        except EntryNotFoundError as e:
+            if isinstance(e, LocalEntryNotFoundError):
+                raise
+            config = Path(hf_hub_download(repo_id, OPEN_CLIP_FILES[0]))  # an open_clip repository
+            weight_files = OPEN_CLIP_FILES[1]
         with contextlib.suppress(EntryNotFoundError):  # Hugging Face image models keep mean/std/resample here
             hf_hub_download(repo_id, "preprocessor_config.json")
-        for name in WEIGHT_FILES:
+        for name in weight_files:
             try:
                 hf_hub_download(repo_id, name)
                 return config.parent

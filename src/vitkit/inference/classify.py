@@ -66,7 +66,7 @@ def attention_maps(model: nn.Module, image: str | Path, out_png: str | Path) -> 
     transform = EvalTransform(cfg)
     shown = transform.crop(load_image(image, cfg.mode))  # the maps cover exactly what the model saw
     x = transform.to_tensor(shown)[None].to(next(model.parameters()).device)
-    out = model.eval().forward_intermediates(x, return_attention=True)
+    out = model.eval().forward_with_attention(x)
     gh, gw = out["grid"]
     prefix = model.num_prefix_tokens
     rollout = attention_rollout(out["attentions"], num_prefix=prefix)[0].reshape(gh, gw).cpu().numpy()

@@ -16,15 +16,19 @@ def to_2tuple(v: int | tuple[int, int] | list[int]) -> tuple[int, int]:
 
 
 class PatchEmbed(nn.Module):
+    """Non-overlapping patches, each linearly embedded (a convolution with kernel = stride = patch size). `bias`:
+    False for models with a LayerNorm right after the embedding (CLIP's `ln_pre`), as timm's `pre_norm`."""
+
     def __init__(
-        self, *, img_size: int | tuple[int, int], patch_size: int | tuple[int, int], in_chans: int, embed_dim: int
+        self, *, img_size: int | tuple[int, int], patch_size: int | tuple[int, int], in_chans: int, embed_dim: int,
+        bias: bool = True,
     ) -> None:
         super().__init__()
         self.img_size = to_2tuple(img_size)
         self.patch_size = to_2tuple(patch_size)
         self.grid_size = (self.img_size[0] // self.patch_size[0], self.img_size[1] // self.patch_size[1])
         self.num_patches = self.grid_size[0] * self.grid_size[1]
-        self.proj = nn.Conv2d(in_chans, embed_dim, kernel_size=self.patch_size, stride=self.patch_size)
+        self.proj = nn.Conv2d(in_chans, embed_dim, kernel_size=self.patch_size, stride=self.patch_size, bias=bias)
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, tuple[int, int]]:
         """x: [B, C, H, W] -> (tokens [B, gh*gw, D], (gh, gw)). Pixels past the last whole patch are dropped."""

@@ -8,13 +8,15 @@ tokens) goes through a linear head. Parameter names follow timm (`patch_embed.pr
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 from torch import nn
 
 from ..errors import ConfigError
-from ..layers import Block, PatchEmbed, resample_pos_embed, sincos_2d_pos_embed
+from ..layers import Block, Dense, PatchEmbed, resample_pos_embed, run_block, sincos_2d_pos_embed
 from .base import PretrainedModel
 
 IMAGENET_INCEPTION_MEAN = (0.5, 0.5, 0.5)
@@ -42,6 +44,9 @@ class ViTConfig:
     pos_embed: str = "learn"  # "learn" (1-D learnable), "sincos" (fixed 2-D), "none"
     no_embed_class: bool = False  # True: position embeddings cover patches only (DeiT-3, big_vision)
     init_values: float | None = None  # LayerScale init; None disables it
+    pre_norm: bool = False  # LayerNorm on the embedded tokens before the blocks (CLIP's ln_pre); the patch
+    # embedding then has no bias, as CLIP's and timm's
+    head_bias: bool = True  # False: the head is a plain projection (CLIP's image projection)
     representation_size: int | None = None  # pre-logits Linear + tanh (JAX in21k releases, HF ViTModel pooler)
     backbone_layers: tuple[int, ...] | None = None  # hybrid ViT: ResNet-V2 stage depths, e.g. (3, 4, 9)
     drop_rate: float = 0.0  # dropout before the head
@@ -72,6 +77,15 @@ class ViTConfig:
     def mlp_hidden(self) -> int:
         return int(self.embed_dim * self.mlp_ratio)
 
+    @property
+    def id2label(self) -> dict[int, str]:
+        """Class index -> name, as transformers' configs have it (names are the indices when no labels are set)."""
+        return {i: name for i, name in enumerate(self.labels or [str(i) for i in range(self.num_classes)])}
+
+    @property
+    def label2id(self) -> dict[str, int]:
+        return {name: i for i, name in self.id2label.items()}
+
 
 class VisionTransformer(PretrainedModel):
     """ViT classifier. `forward(x [B,C,H,W]) -> logits [B, num_classes]`; any input size (position embeddings
@@ -93,7 +107,7 @@ class VisionTransformer(PretrainedModel):
             )
         else:
             self.patch_embed = PatchEmbed(
-                img_size=c.img_size, patch_size=c.patch_size, in_chans=c.in_chans, embed_dim=D
+                img_size=c.img_size, patch_size=c.patch_size, in_chans=c.in_chans, embed_dim=D, bias=not c.pre_norm
             )
         self.num_prefix_tokens = 1 if c.class_token else 0
         self.cls_token = nn.Parameter(torch.zeros(1, 1, D)) if c.class_token else None
@@ -106,6 +120,7 @@ class VisionTransformer(PretrainedModel):
         else:
             self.pos_embed = None
         self.pos_drop = nn.Dropout(c.pos_drop_rate)
+        self.norm_pre = nn.LayerNorm(D, eps=c.norm_eps) if c.pre_norm else nn.Identity()
         dpr = [c.drop_path_rate * i / max(c.depth - 1, 1) for i in range(c.depth)]  # stochastic depth grows linearly
         self.blocks = nn.ModuleList(
             Block(
@@ -127,7 +142,9 @@ class VisionTransformer(PretrainedModel):
         else:
             self.pre_logits = nn.Identity()
             self.num_features = D
-        self.head = nn.Linear(self.num_features, c.num_classes) if c.num_classes > 0 else nn.Identity()
+        self.head = (nn.Linear(self.num_features, c.num_classes, bias=c.head_bias) if c.num_classes > 0
+                     else nn.Identity())
+        self.grad_checkpointing = False
         self.initialize_weights()
 
     # ----------------------------------------------------------------------------------------------- init
@@ -172,14 +189,14 @@ class VisionTransformer(PretrainedModel):
             x = torch.cat([*prefix, x + self._pos_embed_for(grid)], dim=1)
         else:
             x = torch.cat([*prefix, x], dim=1) + self._pos_embed_for(grid)
-        return self.pos_drop(x), grid
+        return self.norm_pre(self.pos_drop(x)), grid
 
     # --------------------------------------------------------------------------------------------- forward
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         """pixels [B, C, H, W] -> tokens [B, prefix + N, D] after the final norm."""
         x, _ = self.embed(x)
         for blk in self.blocks:
-            x, _ = blk(x)
+            x = run_block(blk, x, checkpointing=self.grad_checkpointing)
         return self.norm(x)
 
     def pool(self, x: torch.Tensor) -> torch.Tensor:
@@ -204,8 +221,8 @@ class VisionTransformer(PretrainedModel):
         token): the same logits, ~1/depth of the encoder's work less, in training and inference alike."""
         x, _ = self.embed(x)
         for blk in self.blocks[:-1]:
-            x, _ = blk(x)
-        x, _ = self.blocks[-1](x, num_out=1)
+            x = run_block(blk, x, checkpointing=self.grad_checkpointing)
+        x = run_block(self.blocks[-1], x, Dense(num_queries=1), checkpointing=self.grad_checkpointing)
         return self.norm(x)
 
     @torch.no_grad()
@@ -214,24 +231,106 @@ class VisionTransformer(PretrainedModel):
         return self.forward(x).float().softmax(dim=-1)
 
     def forward_intermediates(
-        self, x: torch.Tensor, *, layers: list[int] | None = None, return_attention: bool = False
-    ) -> dict[str, object]:
+        self,
+        x: torch.Tensor,
+        indices: int | list[int] | None = None,
+        return_prefix_tokens: bool = False,
+        norm: bool = False,
+        stop_early: bool = False,
+        output_fmt: str = "NCHW",
+        intermediates_only: bool = False,
+        output_dict: bool = False,
+        *,
+        layers: list[int] | None = None,
+        return_attention: bool = False,
+    ) -> Any:
+        """Block outputs, with timm's signature and return shape.
+
+        Args:
+            x: pixels [B, C, H, W].
+            indices: which blocks: None = all, an int n = the last n, a list = those (negative from the end).
+            return_prefix_tokens: each intermediate becomes (spatial, prefix tokens [B, prefix, D]).
+            norm: apply the final norm to each intermediate.
+            stop_early: stop after the last block asked for (the returned features are then that block's, normed).
+            output_fmt: "NCHW" (patch tokens as a [B, D, gh, gw] map) or "NLC" ([B, N, D]); prefix tokens are
+                removed from the intermediates either way.
+            intermediates_only: return the list alone.
+            output_dict: return {"image_intermediates": [...], "image_features": ..., and with prefix tokens
+                "image_intermediates_prefix": [...]}.
+            layers / return_attention: vitkit's earlier form (a dict of `hidden_states`, `attentions`,
+                `features`, `logits`, `grid`); deprecated, use `forward_with_attention`.
+
+        Returns:
+            (features after the final norm [B, prefix + N, D], intermediates), or the intermediates alone, or the
+            dict.
+        """
+        if layers is not None or return_attention:
+            warnings.warn("forward_intermediates(layers=..., return_attention=...) is vitkit's old form; use "
+                          "forward_intermediates(x, indices=...) (timm's) or forward_with_attention(x)",
+                          FutureWarning, stacklevel=2)
+            return self.forward_with_attention(x, layers=layers, record=return_attention)
+        if output_fmt not in ("NCHW", "NLC"):
+            raise ConfigError(f"output_fmt must be 'NCHW' or 'NLC', got {output_fmt!r}")
+        take = _take_indices(len(self.blocks), indices)
+        B = x.shape[0]
+        x, (gh, gw) = self.embed(x)
+        blocks = self.blocks[: max(take) + 1] if stop_early and take else self.blocks
+        inter = []
+        for i, blk in enumerate(blocks):
+            x = run_block(blk, x, checkpointing=self.grad_checkpointing)
+            if i in take:
+                inter.append(self.norm(x) if norm else x)
+        p = self.num_prefix_tokens
+        prefix = [y[:, :p] for y in inter] if p else None
+        inter = [y[:, p:] for y in inter]
+        if output_fmt == "NCHW":
+            inter = [y.reshape(B, gh, gw, -1).permute(0, 3, 1, 2).contiguous() for y in inter]  # [B, D, gh, gw]
+        if output_dict:
+            out: dict[str, Any] = {"image_intermediates": inter}
+            if return_prefix_tokens and prefix is not None:
+                out["image_intermediates_prefix"] = prefix
+            if not intermediates_only:
+                out["image_features"] = self.norm(x)
+            return out
+        if return_prefix_tokens and prefix is not None:
+            inter = list(zip(inter, prefix))
+        return inter if intermediates_only else (self.norm(x), inter)
+
+    def forward_with_attention(self, x: torch.Tensor, *, layers: list[int] | None = None,
+                               record: bool = True) -> dict[str, Any]:
         """Named intermediates: `hidden_states` (block outputs [B, prefix+N, D], for `layers` or all),
-        `attentions` (per block [B, heads, prefix+N, prefix+N], only when asked: it costs the fast path),
-        `features` (after the final norm), `logits`, and `grid` (the patch grid)."""
+        `attentions` (per block [B, heads, prefix+N, prefix+N], materialised explicitly: slower than the fused
+        kernel), `features` (after the final norm), `logits`, and `grid` (the patch grid)."""
         depth = len(self.blocks)
         wanted = set(range(depth)) if layers is None else {i % depth for i in layers}
         x, grid = self.embed(x)
-        hidden, attentions = [], []
+        lay = Dense(probs=[] if record else None)
+        hidden = []
         for i, blk in enumerate(self.blocks):
-            x, attn = blk(x, return_attention=return_attention)
+            x = blk(x, lay)
             if i in wanted:
                 hidden.append(x)
-            if return_attention:
-                attentions.append(attn)
         feats = self.norm(x)
-        return {"hidden_states": hidden, "attentions": attentions, "features": feats,
+        return {"hidden_states": hidden, "attentions": lay.probs or [], "features": feats,
                 "logits": self.forward_head(feats), "grid": grid}
+
+    # ----------------------------------------------------------------------------------------- timm's names
+    def get_classifier(self) -> nn.Module:
+        return self.head
+
+    def set_grad_checkpointing(self, enable: bool = True) -> None:
+        """Recompute each block's activations in the backward instead of keeping them (less memory, ~1/3 more
+        compute): activation checkpointing per block, under timm's name."""
+        self.grad_checkpointing = enable
+
+    @property
+    def pretrained_cfg(self) -> dict[str, Any]:
+        """The preprocessing these weights expect, in timm's `pretrained_cfg` keys."""
+        c = self.config
+        size = c.img_size if isinstance(c.img_size, tuple) else (c.img_size, c.img_size)
+        return {"input_size": (c.in_chans, *size), "interpolation": c.interpolation, "mean": tuple(c.mean),
+                "std": tuple(c.std), "crop_pct": c.crop_pct, "crop_mode": "center", "num_classes": c.num_classes,
+                "first_conv": "patch_embed.proj", "classifier": "head", "label_names": c.labels}
 
     def reset_classifier(self, num_classes: int, global_pool: str | None = None) -> None:
         """Replace the head (e.g. for fine-tuning on another label set); the config follows."""
@@ -244,10 +343,27 @@ class VisionTransformer(PretrainedModel):
             # so the config still rebuilds these modules (save_pretrained -> from_pretrained).
             changes["fc_norm"] = isinstance(self.fc_norm, nn.LayerNorm)
         self.config = type(self.config)(**{**self.config.__dict__, **changes})
-        self.head = nn.Linear(self.num_features, num_classes) if num_classes > 0 else nn.Identity()
+        self.head = (nn.Linear(self.num_features, num_classes, bias=self.config.head_bias) if num_classes > 0
+                     else nn.Identity())
         if num_classes > 0:
             nn.init.trunc_normal_(self.head.weight, std=0.02)
-            nn.init.zeros_(self.head.bias)
+            if self.head.bias is not None:
+                nn.init.zeros_(self.head.bias)
+
+
+def _take_indices(depth: int, indices: int | list[int] | None) -> list[int]:
+    """timm's rule: None = every block, an int n = the last n, a list = those (negative counts from the end)."""
+    if indices is None:
+        indices = depth
+    if isinstance(indices, int):
+        if not 0 < indices <= depth:
+            raise ConfigError(f"indices={indices}: ask for 1..{depth} of the last blocks")
+        return list(range(depth - indices, depth))
+    take = [depth + i if i < 0 else i for i in indices]
+    bad = [i for i, j in zip(indices, take) if not 0 <= j < depth]
+    if bad:
+        raise ConfigError(f"block indices {bad} out of range for depth {depth}")
+    return take
 
 
 __all__ = ["ViTConfig", "VisionTransformer"]

@@ -17,6 +17,7 @@ from typing import Any
 
 import torch
 
+from ..checkpoint.converters import hf_clip, open_clip
 from ..checkpoint.hub import HUB_PREFIX, WEIGHT_FILES, download_from_hub, first_line
 from ..checkpoint.io import (
     CONFIG_FILE,
@@ -30,6 +31,7 @@ from ..checkpoint.io import (
 from ..config import config_from_dict, replace_config
 from ..errors import CheckpointError, ConfigError, VitkitError, did_you_mean
 from ..layers import resample_pos_embed
+from ..models.clip import CLIPConfig
 from ..models.dit import DiTConfig
 from .presets import MODEL_TYPES, VIT_SIZES, build_model, get_config, list_models, model_entry
 
@@ -187,8 +189,11 @@ def _check_plausible(config: Any, src: str) -> None:
 # ------------------------------------------------------------------------------------------------ sources
 def _read_directory(path: Path, model: str | None) -> tuple[Any, dict[str, torch.Tensor]]:
     cfg_path = path / CONFIG_FILE
+    if not cfg_path.is_file() and (path / open_clip.CONFIG_FILE).is_file():  # an open_clip hub repository
+        return _read_open_clip_directory(path, model)
     if not cfg_path.is_file():
-        raise CheckpointError(f"{path} has no {CONFIG_FILE}; is it a vitkit, Hugging Face or timm model directory?")
+        raise CheckpointError(f"{path} has no {CONFIG_FILE}; is it a vitkit, Hugging Face, open_clip or timm model "
+                              "directory?")
     meta = read_json(cfg_path)
     if meta.get("format") == FORMAT:
         model_type = meta.get("model_type")
@@ -205,6 +210,8 @@ def _read_directory(path: Path, model: str | None) -> tuple[Any, dict[str, torch
             raise CheckpointError(f"{cfg_path}: bad config: a field has the wrong type or value "
                                   f"({type(e).__name__}: {e})") from None
         return config, read_state_dict(path / WEIGHTS_FILE)
+    if meta.get("model_type") in hf_clip.MODEL_TYPES:  # transformers CLIPModel or one of its towers
+        return hf_clip.read_hf_clip_directory(path, meta)
     if meta.get("model_type") == "vilt":  # Hugging Face transformers ViLT (any Vilt* head class)
         from ..checkpoint.converters.hf_vilt import read_hf_vilt_directory
 
@@ -247,6 +254,10 @@ def _read_file(path: Path, model: str | None) -> tuple[Any, dict[str, torch.Tens
         found = read_dit_file(path, base, known_heads=_dit_heads())
         if found is not None:
             return found
+    if path.suffix != ".npz":  # an OpenAI / open_clip CLIP state dict (recognised by its keys)
+        found = _read_open_clip_file(path, base)
+        if found is not None:
+            return found
     if base is None:
         kind = "a JAX .npz" if path.suffix == ".npz" else "a bare weight file"
         raise CheckpointError(f"{path} is {kind}; pass model=<architecture name>, e.g. model='vit_base_patch16_224'")
@@ -259,6 +270,38 @@ def _read_file(path: Path, model: str | None) -> tuple[Any, dict[str, torch.Tens
 
     state_dict = convert_timm_vit(read_state_dict(path))
     return _with_head_of(config, state_dict), state_dict
+
+
+def _read_open_clip_file(path: Path, base: Any, **fields: Any) -> tuple[Any, dict[str, torch.Tensor]] | None:
+    """Config and state dict of an OpenAI / open_clip CLIP weight file, or None when it is not one (and model=
+    does not name a CLIP)."""
+    if base is not None and not isinstance(base, CLIPConfig):
+        return None
+    try:
+        sd = read_state_dict(path)
+    except CheckpointError:
+        if base is None:
+            return None
+        raise
+    if not open_clip.is_open_clip_state_dict(sd):
+        if base is None:
+            return None
+        raise CheckpointError(f"{path} is not an OpenAI / open_clip CLIP state dict (no "
+                              f"{' / '.join(open_clip.OPEN_CLIP_KEYS)}), but model= names a CLIP")
+    state_dict = open_clip.convert_open_clip(sd)
+    return open_clip.clip_config_from_state_dict(state_dict, base, **fields), state_dict
+
+
+def _read_open_clip_directory(path: Path, model: str | None) -> tuple[Any, dict[str, torch.Tensor]]:
+    """An open_clip hub repository: open_clip_config.json (heads, activation, preprocessing) + weights."""
+    fields = open_clip.open_clip_config_fields(read_json(path / open_clip.CONFIG_FILE))
+    weights = next((path / n for n in open_clip.WEIGHT_FILES if (path / n).is_file()), None)
+    if weights is None:
+        raise CheckpointError(f"{path} holds no open_clip weights ({' or '.join(open_clip.WEIGHT_FILES)})")
+    found = _read_open_clip_file(weights, None if model is None else _registered_config(model), **fields)
+    if found is None:
+        raise CheckpointError(f"{weights} is not an open_clip ViT CLIP state dict")
+    return found
 
 
 def _dit_heads() -> dict[int, int]:

@@ -12,12 +12,13 @@ from typing import Any
 
 from ..config import replace_config
 from ..errors import ConfigError, did_you_mean
-from ..models import DiT, DiTConfig, ViLT, ViLTConfig, VisionTransformer, ViTConfig
+from ..models import CLIP, CLIPConfig, DiT, DiTConfig, ViLT, ViLTConfig, VisionTransformer, ViTConfig
 from ..models.base import PretrainedModel
+from ..models.clip import TextTransformer
 
 # model_type (as written in config.json) -> model class
 MODEL_TYPES: dict[str, type[PretrainedModel]] = {
-    VisionTransformer.model_type: VisionTransformer, ViLT.model_type: ViLT, DiT.model_type: DiT,
+    cls.model_type: cls for cls in (VisionTransformer, ViLT, DiT, CLIP, TextTransformer)
 }
 
 
@@ -54,6 +55,9 @@ def get_config(name: str, **overrides: Any) -> Any:
 
 
 def model_class_for(config: Any) -> type[PretrainedModel]:
+    for cls in MODEL_TYPES.values():  # the exact config class first (CLIPTextConfig subclasses CLIPConfig)
+        if type(config) is cls.config_class:
+            return cls
     for cls in MODEL_TYPES.values():
         if isinstance(config, cls.config_class):
             return cls
@@ -195,4 +199,29 @@ register(
               cond_init="wide"),
     "CPU preset: pixel-space DiT for 32x32 grey images, 10 classes, width 192, depth 8, wide conditioning init, "
     "5.5M parameters",
+)
+
+# CLIP (Radford et al. 2021) as OpenAI released it: QuickGELU, 224 px (336 for the last), embed 512 / 768.
+# (vision width, layers, heads, patch, image size, text width, text heads, embed dim)
+CLIP_SIZES = {
+    "clip_vit_b32": (768, 12, 12, 32, 224, 512, 8, 512),
+    "clip_vit_b16": (768, 12, 12, 16, 224, 512, 8, 512),
+    "clip_vit_l14": (1024, 24, 16, 14, 224, 768, 12, 768),
+    "clip_vit_l14_336": (1024, 24, 16, 14, 336, 768, 12, 768),
+}
+for _name, (_vw, _vl, _vh, _p, _res, _tw, _th, _e) in CLIP_SIZES.items():
+    register(
+        _name,
+        CLIPConfig(embed_dim=_e, image_size=_res, patch_size=_p, vision_width=_vw, vision_layers=_vl, vision_heads=_vh,
+                   text_width=_tw, text_layers=12, text_heads=_th),
+        f"CLIP ViT-{'B' if _vw == 768 else 'L'}/{_p} at {_res} (OpenAI's architecture: QuickGELU; act='gelu' for most "
+        "LAION weights)",
+    )
+register(
+    "clip_nano_patch8_64",
+    CLIPConfig(embed_dim=128, image_size=64, patch_size=8, vision_width=128, vision_layers=4, vision_heads=4,
+               text_width=128, text_layers=4, text_heads=4, context_length=32, act="gelu",
+               mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5)),
+    "CPU preset: CLIP for 64x64 scenes, 8x8 patches, width 128, 4 + 4 layers, 32-token context (the default for "
+    "--task clip)",
 )

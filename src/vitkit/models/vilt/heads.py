@@ -10,8 +10,10 @@ from __future__ import annotations
 import logging
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
+from ...errors import ConfigError
 from ...layers import get_activation
 
 log = logging.getLogger("vitkit")
@@ -99,6 +101,21 @@ def rank_head(dim: int) -> nn.Linear:
     return nn.Linear(dim, 1)
 
 
+def head_loss(task: str, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """A head's training loss as ViLT computes it: VQA, binary cross-entropy against the soft answer scores
+    [B, answers] times the number of answers; ITM and NLVR2, cross-entropy over class ids [B]; MLM, cross-entropy
+    over the vocabulary at positions whose label is not -100."""
+    if task == "vqa":
+        if labels.shape != logits.shape:
+            raise ConfigError(f"VQA labels are soft answer scores of shape {tuple(logits.shape)}, got "
+                              f"{tuple(labels.shape)}")
+        return F.binary_cross_entropy_with_logits(logits.float(), labels.float()) * labels.shape[1]
+    if task in ("itm", "nlvr2", "mlm"):
+        return F.cross_entropy(logits.flatten(0, -2).float(), labels.flatten().long(), ignore_index=-100)
+    raise ConfigError(f"labels= is not defined for the {task!r} head: retrieval trains over groups of negatives "
+                      "(vitkit train --task retrieval)")
+
+
 @torch.no_grad()
 def init_rank_from_itm(rank_output: nn.Linear, itm: ITMHead) -> None:
     """Start the retrieval score from the ITM head's "match" row, as ViLT does before fine-tuning on IR/TR.
@@ -118,6 +135,7 @@ __all__ = [
     "MLMTransform",
     "Pooler",
     "classifier_mlp",
+    "head_loss",
     "init_rank_from_itm",
     "rank_head",
 ]
