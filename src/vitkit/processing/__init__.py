@@ -4,6 +4,7 @@ processor (`vilt`), CLIP's byte-level BPE (`clip_bpe`) and the CLIP processor (`
 
 from .batch import BatchFeature
 from .bert import BertTokenizer
+from .clip import CLIPProcessor, CLIPProcessorConfig
 from .clip_bpe import CLIPTokenizer
 from .images import DatasetError, ImageLoadError, load_image
 from .vilt import ViltProcessor, ViltProcessorConfig
@@ -11,6 +12,8 @@ from .vilt import ViltProcessor, ViltProcessorConfig
 __all__ = [
     "BatchFeature",
     "BertTokenizer",
+    "CLIPProcessor",
+    "CLIPProcessorConfig",
     "CLIPTokenizer",
     "DatasetError",
     "ImageLoadError",
