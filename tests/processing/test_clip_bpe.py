@@ -269,6 +269,8 @@ def test_encode_tokenize_decode(tok: CLIPTokenizer, hf) -> None:
     assert tok.decode(jellyfish) == "🪼" and tok.decode(jellyfish[:1]) == "\ufffd"  # cut mid-character
     with pytest.raises(VitkitError, match="outside the vocabulary"):
         tok.decode([49408])
+    with pytest.raises(VitkitError, match="batch_decode"):
+        tok.decode(ids)
 
 
 @settings(max_examples=50, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])

@@ -28,8 +28,9 @@ touches. transformers normalizes with NFC, `\\s+` -> space and a per-character l
   full-width forms (`ＡＢＣ` -> `abc`), mojibake (`cafÃ©` -> `café`), C1 controls (U+0085 -> `…`), other
   control characters (removed; transformers makes U+001C-U+001F tokens);
 - a Greek word ending in `Σ`: `str.lower()` gives the final `ς`, transformers' per-character lowercase `σ`;
-- letters new in Unicode 17 (e.g. Sidetic, U+10940): letters to the `regex` module, punctuation to the
-  Oniguruma tables of the `tokenizers` build (Unicode 16), so transformers splits the word around them;
+- letters newer than the Unicode tables of the Oniguruma inside `tokenizers` (16.0 in tokenizers 0.23; e.g.
+  U+10940, a letter since 17.0): letters to the `regex` module, punctuation to transformers, which splits the
+  word around them;
 - `'ſ` (long s after an apostrophe): one piece (open_clip's pattern ignores case, so it is the `'s`
   contraction), two pieces in transformers;
 - `<|startoftext|>` / `<|endoftext|>` typed in a text: plain text to vitkit, special tokens to transformers;
@@ -57,7 +58,6 @@ from collections.abc import Sequence
 from functools import lru_cache
 from importlib import resources
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import torch
@@ -106,28 +106,19 @@ def clean_text(text: str) -> str:
 # ---- the pre-tokenizer's pattern ----------------------------------------------------------------------------------
 
 
-def _code_point_ranges(char_pattern: str) -> list[tuple[int, int]]:
-    """(first, last) code-point ranges of every character the `regex` module matches with `char_pattern` (one
-    character, case-insensitively as open_clip compiles its pattern). Surrogates are skipped: no text holds them."""
+def _onig_class(char_pattern: str, code_points: str) -> str:
+    """An Oniguruma character class of every code point the `regex` module matches with `char_pattern` (one
+    character, case-insensitively as open_clip compiles its pattern), as `\\x{first}-\\x{last}` ranges."""
     import regex  # open_clip's regex engine; its Unicode tables define what a letter and a digit are
 
     matcher = regex.compile(f"(?:{char_pattern})+", regex.IGNORECASE)
     ranges = []
-    # A match is a run of consecutive code points (apart from the surrogate gap, which no text contains).
-    for m in matcher.finditer(_all_code_points()):
-        ranges.append((ord(m.group()[0]), ord(m.group()[-1])))
-    return ranges
-
-
-@lru_cache(maxsize=1)
-def _all_code_points() -> str:
-    code_points = np.concatenate([np.arange(0xD800), np.arange(0xE000, 0x110000)]).astype("<u4")
-    return code_points.tobytes().decode("utf-32-le")
-
-
-def _onig_class(char_pattern: str) -> str:
-    ranges = _code_point_ranges(char_pattern)
-    return "[" + "".join(f"\\x{{{a:X}}}" + (f"-\\x{{{b:X}}}" if b > a else "") for a, b in ranges) + "]"
+    # `code_points` lists every code point in order, so a match is a run of consecutive ones (a run across the
+    # surrogate gap also spans the surrogates, which no text contains).
+    for m in matcher.finditer(code_points):
+        first, last = ord(m.group()[0]), ord(m.group()[-1])
+        ranges.append(f"\\x{{{first:X}}}" + (f"-\\x{{{last:X}}}" if last > first else ""))
+    return "[" + "".join(ranges) + "]"
 
 
 @lru_cache(maxsize=1)
@@ -136,17 +127,18 @@ def split_pattern() -> str:
     `'s|'t|'re|'ve|'m|'ll|'d|[\\p{L}]+|[\\p{N}]|[^\\s\\p{L}\\p{N}]+` (matched case-insensitively), with each class
     written as the explicit code points the `regex` module assigns to it.
 
-    Why not Oniguruma's own `\\p{L}`: its Unicode tables are older than the `regex` module's (about 17,000
-    letters added in Unicode 15-17 are not letters to it), and a letter read as punctuation splits a word
-    differently. Why case-insensitive: open_clip compiles the pattern with IGNORECASE, so `'ſ` (long s) is a
-    contraction. The generated classes cost ~0.1 s once per process."""
+    Why not Oniguruma's own `\\p{L}`: its Unicode tables can be older than the `regex` module's (thousands of
+    letters from Unicode 17 on are not letters to the one in tokenizers 0.23), and a letter read as punctuation
+    splits a word differently. Why case-insensitive: open_clip compiles the pattern with IGNORECASE, so `'ſ`
+    (long s) is a contraction. Built once per process (a scan of every code point per class)."""
+    code_points = np.concatenate([np.arange(0xD800), np.arange(0xE000, 0x110000)]).astype("<u4")
+    every = code_points.tobytes().decode("utf-32-le")  # all 1,112,064 scalar values, in order
     contractions = ["s", "t", "re", "ve", "m", "ll", "d"]
-    alternatives = ["'" + "".join(_onig_class(re.escape(c)) for c in word) for word in contractions]
+    alternatives = ["'" + "".join(_onig_class(re.escape(c), every) for c in word) for word in contractions]
     alternatives += [
-        _onig_class(r"[\p{L}]") + "+",
-        _onig_class(r"[\p{N}]"),
-        # After cleaning, the space is the only whitespace left, so "not a space" is the negation here.
-        _onig_class(r"[^\s\p{L}\p{N}]") + "+",
+        _onig_class(r"[\p{L}]", every) + "+",
+        _onig_class(r"[\p{N}]", every),
+        _onig_class(r"[^\s\p{L}\p{N}]", every) + "+",
     ]
     return "|".join(alternatives)
 
@@ -310,6 +302,8 @@ class CLIPTokenizer:
         start token is dropped and decoding stops at the first end-of-text token (what follows is padding);
         without it, every id is rendered, padding included."""
         if isinstance(ids, torch.Tensor):
+            if ids.ndim != 1:
+                raise VitkitError(f"decode takes one sequence of ids, got shape {list(ids.shape)}; use batch_decode")
             ids = ids.tolist()
         ids = [int(i) for i in ids]
         bad = [i for i in ids if not 0 <= i < self.vocab_size]
@@ -328,12 +322,6 @@ class CLIPTokenizer:
         if isinstance(ids, torch.Tensor):
             ids = ids.tolist()
         return [self.decode(row, skip_special_tokens=skip_special_tokens) for row in ids]
-
-    # ---- config -----------------------------------------------------------------------------------------------
-
-    def to_dict(self) -> dict[str, Any]:
-        """Plain-types settings; `merges_file` None means the merges shipped with vitkit."""
-        return {"merges_file": self.merges_file, "context_length": self.context_length}
 
     def __repr__(self) -> str:
         return (
