@@ -38,6 +38,7 @@ from struct import error as struct_error  # some PIL plugins leak it on short he
 from typing import BinaryIO
 
 import numpy as np
+import torch
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from ..errors import ConfigError, VitkitError
@@ -248,3 +249,72 @@ def _describe(source: object) -> str:
     if isinstance(source, bytes | bytearray):
         return f"<{len(source)} bytes>"
     return str(getattr(source, "name", None) or repr(source))
+
+
+# ---- in-memory images and batches (the processors' inputs) --------------------------------------------------------
+
+#: What a processor accepts as one image.
+ImageInput = Image.Image | np.ndarray | str | os.PathLike
+
+
+def load_rgb(image: ImageInput) -> Image.Image:
+    """A PIL image, an HW/HWC numpy array or a file path -> upright 8-bit RGB PIL image.
+
+    Files go through `load_image`, PIL images through `to_mode` (the one place modes are handled: alpha onto
+    white, 16-bit scaled), after their EXIF orientation is applied.
+    """
+    if isinstance(image, (str, os.PathLike)):
+        return load_image(image, "RGB")
+    if isinstance(image, np.ndarray):
+        return to_mode(array_to_pil(image), "RGB")
+    if isinstance(image, Image.Image):
+        # Orientation 1 (or none) is upright; only the other seven need a transposed copy.
+        if image.getexif().get(0x0112, 1) != 1:
+            image = ImageOps.exif_transpose(image)
+        return to_mode(image, "RGB")
+    if isinstance(image, torch.Tensor):
+        raise VitkitError("torch tensors take the on-device path (ViltProcessor.preprocess_tensors), not the PIL path")
+    raise VitkitError(f"expected a PIL image, a numpy array or a file path, got {type(image).__name__}")
+
+
+def array_to_pil(array: np.ndarray) -> Image.Image:
+    """HW or HWC (C = 1, 3 or 4) numpy array -> PIL image. uint8 as is, bool as 0/255; a 2-D uint16, other
+    integer or float array becomes an "I;16" / "I" / "F" image that `to_mode` scales; a 3- or 4-channel uint16
+    array is scaled by 255/65535 and a floating one read as [0, 1] (clipped), as transformers does."""
+    a = array[..., 0] if array.ndim == 3 and array.shape[-1] == 1 else array
+    if not (a.ndim == 2 or (a.ndim == 3 and a.shape[-1] in (3, 4))):
+        raise VitkitError(f"expected an HW or HWC (C = 1, 3 or 4) image array, got shape {tuple(array.shape)}")
+    if a.dtype == np.bool_:
+        a = a.astype(np.uint8) * 255
+    if a.ndim == 2 and a.dtype != np.uint8:
+        if a.dtype == np.uint16:
+            return Image.fromarray(np.ascontiguousarray(a))  # mode "I;16"
+        if np.issubdtype(a.dtype, np.integer):
+            return Image.fromarray(np.clip(a, -(2**31), 2**31 - 1).astype(np.int32))  # mode "I"
+        if np.issubdtype(a.dtype, np.floating):
+            return Image.fromarray(a.astype(np.float32))  # mode "F"
+    elif a.dtype == np.uint16:
+        a = np.rint(a / 257.0).astype(np.uint8)  # 65535 / 257 = 255
+    elif np.issubdtype(a.dtype, np.floating):
+        a = np.rint(np.clip(np.nan_to_num(a), 0.0, 1.0) * 255.0).astype(np.uint8)
+    if a.dtype != np.uint8:
+        raise VitkitError(f"unsupported image array dtype {array.dtype} for shape {tuple(array.shape)}")
+    mode = "L" if a.ndim == 2 else ("RGB" if a.shape[-1] == 3 else "RGBA")
+    return Image.fromarray(np.ascontiguousarray(a), mode=mode)
+
+
+def as_image_batch(images: object) -> list:
+    """One image (PIL, path, HW/HWC array) -> [it]; a sequence of images (or an NHWC array) -> a list.
+    An empty batch, or something that is neither, raises VitkitError."""
+    single = isinstance(images, (Image.Image, str, os.PathLike))
+    if single or (isinstance(images, np.ndarray) and images.ndim in (2, 3)):
+        return [images]
+    if isinstance(images, np.ndarray) and images.ndim != 4:
+        raise VitkitError(f"expected an HW or HWC image array (or NHWC for a batch), got shape {images.shape}")
+    try:
+        batch = list(images)  # type: ignore[call-overload]
+    except TypeError:
+        raise VitkitError(f"expected an image or a sequence of images, got {type(images).__name__}") from None
+    if not batch:
+        raise VitkitError("got an empty batch of images")
+    return batch

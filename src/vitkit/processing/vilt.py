@@ -34,13 +34,14 @@ from typing import Any, Literal
 import numpy as np
 import torch
 import torch.nn.functional as F
-from PIL import Image, ImageOps
+from PIL import Image
 
 from ..config import config_from_dict, config_to_dict, replace_config
 from ..errors import ConfigError, VitkitError
 from .bert import BertTokenizer
 from .images import PIL_RESAMPLING as PIL_RESAMPLE
-from .images import load_image, to_mode
+from .images import ImageInput, as_image_batch, load_rgb
+from .images import array_to_pil as array_to_pil  # re-exported: its home is images.py now
 
 # COCO detection's 800 x 1333 budget; ViLT scales it to its shorter side: int(1333 / 800 * 384) = 639.
 MAX_SHORTER_EDGE = 800
@@ -48,8 +49,6 @@ MAX_LONGER_EDGE = 1333
 
 # F.interpolate modes for the tensor path; PIL's box/hamming/lanczos filters have no torch counterpart.
 TORCH_RESAMPLE = {"nearest": "nearest-exact", "bilinear": "bilinear", "bicubic": "bicubic"}
-
-ImageInput = Image.Image | np.ndarray | str | os.PathLike
 
 # Not "processor_config.json": transformers 5 writes its own (differently shaped) file under that name.
 CONFIG_NAME = "vitkit_processor.json"
@@ -117,55 +116,6 @@ class ViltProcessorConfig:
         )
 
 
-# ---- image loading ----------------------------------------------------------------------------------------------
-
-
-def load_rgb(image: ImageInput) -> Image.Image:
-    """A PIL image, an HW/HWC numpy array or a file path -> upright 8-bit RGB PIL image.
-
-    Files go through `vitkit.images.load_image`, PIL images through `vitkit.images.to_mode` (the one place
-    modes are handled: alpha onto white, 16-bit scaled), after their EXIF orientation is applied.
-    """
-    if isinstance(image, (str, os.PathLike)):
-        return load_image(image, "RGB")
-    if isinstance(image, np.ndarray):
-        return to_mode(array_to_pil(image), "RGB")
-    if isinstance(image, Image.Image):
-        # Orientation 1 (or none) is upright; only the other seven need a transposed copy.
-        if image.getexif().get(0x0112, 1) != 1:
-            image = ImageOps.exif_transpose(image)
-        return to_mode(image, "RGB")
-    if isinstance(image, torch.Tensor):
-        raise VitkitError("torch tensors go through preprocess_tensors() (the on-device path), not the PIL path")
-    raise VitkitError(f"expected a PIL image, a numpy array or a file path, got {type(image).__name__}")
-
-
-def array_to_pil(array: np.ndarray) -> Image.Image:
-    """HW or HWC (C = 1, 3 or 4) numpy array -> PIL image. uint8 as is, bool as 0/255; a 2-D uint16, other
-    integer or float array becomes an "I;16" / "I" / "F" image that `to_mode` scales; a 3- or 4-channel uint16
-    array is scaled by 255/65535 and a floating one read as [0, 1] (clipped), as transformers does."""
-    a = array[..., 0] if array.ndim == 3 and array.shape[-1] == 1 else array
-    if not (a.ndim == 2 or (a.ndim == 3 and a.shape[-1] in (3, 4))):
-        raise VitkitError(f"expected an HW or HWC (C = 1, 3 or 4) image array, got shape {tuple(array.shape)}")
-    if a.dtype == np.bool_:
-        a = a.astype(np.uint8) * 255
-    if a.ndim == 2 and a.dtype != np.uint8:
-        if a.dtype == np.uint16:
-            return Image.fromarray(np.ascontiguousarray(a))  # mode "I;16"
-        if np.issubdtype(a.dtype, np.integer):
-            return Image.fromarray(np.clip(a, -(2**31), 2**31 - 1).astype(np.int32))  # mode "I"
-        if np.issubdtype(a.dtype, np.floating):
-            return Image.fromarray(a.astype(np.float32))  # mode "F"
-    elif a.dtype == np.uint16:
-        a = np.rint(a / 257.0).astype(np.uint8)  # 65535 / 257 = 255
-    elif np.issubdtype(a.dtype, np.floating):
-        a = np.rint(np.clip(np.nan_to_num(a), 0.0, 1.0) * 255.0).astype(np.uint8)
-    if a.dtype != np.uint8:
-        raise VitkitError(f"unsupported image array dtype {array.dtype} for shape {tuple(array.shape)}")
-    mode = "L" if a.ndim == 2 else ("RGB" if a.shape[-1] == 3 else "RGBA")
-    return Image.fromarray(np.ascontiguousarray(a), mode=mode)
-
-
 # ---- geometry and batching ---------------------------------------------------------------------------------------
 
 
@@ -202,27 +152,6 @@ def pad_batch(images: Sequence[torch.Tensor]) -> tuple[torch.Tensor, torch.Tenso
     return out, mask
 
 
-def _is_single_image(images: Any) -> bool:
-    return isinstance(images, (Image.Image, str, os.PathLike)) or (
-        isinstance(images, np.ndarray) and images.ndim in (2, 3)
-    )
-
-
-def _as_batch(images: Any) -> list[Any]:
-    """One image (PIL, path, HW/HWC array) -> [it]; a sequence of images (or an NHWC array) -> a list."""
-    if _is_single_image(images):
-        return [images]
-    if isinstance(images, np.ndarray) and images.ndim != 4:
-        raise VitkitError(f"expected an HW or HWC image array (or NHWC for a batch), got shape {images.shape}")
-    try:
-        batch = list(images)
-    except TypeError:
-        raise VitkitError(f"expected an image or a sequence of images, got {type(images).__name__}") from None
-    if not batch:
-        raise VitkitError("got an empty batch of images")
-    return batch
-
-
 def preprocess_images(
     images: ImageInput | Sequence[ImageInput], config: ViltProcessorConfig | None = None
 ) -> dict[str, torch.Tensor]:
@@ -231,7 +160,7 @@ def preprocess_images(
     Matches transformers' PIL ViltImageProcessor (resize, rescale, normalize, pad) to float32 rounding.
     """
     cfg = config or ViltProcessorConfig()
-    batch = _as_batch(images)
+    batch = as_image_batch(images)
     resized = []
     for item in batch:
         rgb = load_rgb(item)
