@@ -24,7 +24,10 @@ from vitkit.errors import ConfigError, VitkitError
 from vitkit.processing.vilt import (
     ViltProcessor,
     ViltProcessorConfig,
+    is_single_image,
     load_rgb,
+    normalize_pad,
+    pad_batch,
     preprocess_images,
     preprocess_tensors,
     resize_output_size,
@@ -360,6 +363,39 @@ def test_processor_single_and_partial_inputs() -> None:
         processor(PHOTO, "q", return_tensors="np")
     with pytest.raises(VitkitError):
         processor()
+
+
+def test_pad_batch_pads_bottom_right_and_masks_real_pixels() -> None:
+    images = [torch.ones(2, 3, 5), torch.full((2, 4, 2), 2.0)]
+    padded, mask = pad_batch(images)
+    assert padded.shape == (2, 2, 4, 5) and mask.shape == (2, 4, 5) and mask.dtype == torch.long
+    assert torch.equal(padded[0, :, :3, :5], images[0]) and padded[0, :, 3:].abs().sum() == 0
+    assert torch.equal(padded[1, :, :4, :2], images[1]) and padded[1, :, :, 2:].abs().sum() == 0
+    assert mask[0].sum() == 15 and mask[1].sum() == 8 and mask[0, :3, :].all() and mask[1, :, :2].all()
+    with pytest.raises(VitkitError, match="empty"):
+        pad_batch([])
+
+
+def test_normalize_pad_is_the_processors_last_step() -> None:
+    """Datasets that decode once and normalize per batch see exactly what the processor gives for inference."""
+    config = ViltProcessorConfig(size=64, mean=(0.4, 0.5, 0.6), std=(0.2, 0.3, 0.4))
+    images = [PHOTO, PHOTO.resize((90, 200))]
+    resized = []
+    for im in images:
+        h, w = resize_output_size(im.height, im.width, config)
+        resized.append(torch.from_numpy(np.asarray(im.convert("RGB").resize((w, h), Image.Resampling.BICUBIC))
+                                        .transpose(2, 0, 1).copy()))  # [3, h, w] uint8
+    pixels, mask = normalize_pad(resized, config)
+    expected = preprocess_images(images, config)
+    assert torch.equal(pixels, expected["pixel_values"]) and torch.equal(mask, expected["pixel_mask"])
+    with pytest.raises(VitkitError, match="uint8"):
+        normalize_pad([torch.zeros(3, 4, 4)], config)
+
+
+def test_is_single_image() -> None:
+    assert is_single_image(PHOTO) and is_single_image("cat.jpg") and is_single_image(Path("cat.jpg"))
+    assert is_single_image(np.zeros((4, 4))) and is_single_image(np.zeros((4, 4, 3), np.uint8))
+    assert not is_single_image([PHOTO]) and not is_single_image(np.zeros((2, 4, 4, 3)))
 
 
 def test_config_round_trip_and_overrides(tmp_path: Path) -> None:

@@ -11,10 +11,10 @@ import torch
 
 from vitkit.data.captions import find_caption_files
 from vitkit.data.scenes import generate_vqa_scenes
-from vitkit.data.vl import load_caption_pairs, normalize_pad, pad_ids
+from vitkit.data.vl import load_caption_pairs, pad_ids
 from vitkit.inference.vilt import score_embedded_pairs
 from vitkit.processing.bert import BertTokenizer
-from vitkit.processing.vilt import ViltProcessor
+from vitkit.processing.vilt import ViltProcessor, normalize_pad
 from vitkit.registry import create_model
 from vitkit.train.config import TrainConfig
 from vitkit.train.launch import run_train

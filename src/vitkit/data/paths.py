@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Sequence
 from pathlib import Path, PurePosixPath, PureWindowsPath
 from typing import Any
 
@@ -113,10 +114,14 @@ def _type_name(value: Any) -> str:
     return "null" if value is None else type(value).__name__
 
 
-def expect_mapping(value: Any, where: str) -> dict:
-    """`value` if it is a JSON object; otherwise DatasetError "`where` should be an object, got ..."."""
+def expect_mapping(value: Any, where: str, keys: Sequence[str] = ()) -> dict:
+    """`value` if it is a JSON object holding every one of `keys`; otherwise DatasetError "`where` should be an
+    object, got ..." or "`where` has no 'key'"."""
     if not isinstance(value, dict):
         raise DatasetError(f"{where} should be a JSON object, got {_type_name(value)}")
+    for key in keys:
+        if key not in value:
+            raise DatasetError(f"{where} has no {key!r}")
     return value
 
 

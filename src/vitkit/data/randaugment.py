@@ -28,17 +28,8 @@ import numpy as np
 from PIL import Image, ImageChops, ImageEnhance
 
 from ..errors import ConfigError
-from ..processing.images import PIL_RESAMPLING as PIL_INTERPOLATION
+from ..processing.images import pil_resampling
 from ..utils.random import GeneratorLike, Rng, as_rng
-
-
-def pil_interpolation(name: str) -> Image.Resampling:
-    """'bicubic' -> Image.Resampling.BICUBIC (the names timm configs use)."""
-    try:
-        return PIL_INTERPOLATION[name]
-    except KeyError:
-        raise ConfigError(f"unknown interpolation {name!r}; choose one of {', '.join(PIL_INTERPOLATION)}") from None
-
 
 # --------------------------------------------------------------------------------------------------- the ops
 # Each op is f(img, arg, fill, resample) -> img; args come from the level maps below.
@@ -194,7 +185,7 @@ def apply_op(
     interpolation: str = "bicubic",
 ) -> Image.Image:
     """Apply one named op with an explicit argument (as returned by `level_to_arg`)."""
-    return _OPS[name](img, arg, _fill_for(img, fill), pil_interpolation(interpolation))
+    return _OPS[name](img, arg, _fill_for(img, fill), pil_resampling(interpolation))
 
 
 def _fill_for(img: Image.Image, fill: Fill) -> Fill:
@@ -274,7 +265,7 @@ class RandAugment:
         self.ops = RAND_INCREASING_TRANSFORMS if increasing else RAND_TRANSFORMS
         self.fill = fill
         self.interpolation = interpolation
-        self.resample = pil_interpolation(interpolation)
+        self.resample = pil_resampling(interpolation)
         self.translate_pct = translate_pct
         self.rng = as_rng(generator)
 

@@ -34,9 +34,9 @@ import torch
 from PIL import Image
 
 from ..errors import ConfigError
-from ..processing.images import DatasetError, channels_to_mode, to_mode
+from ..processing.images import DatasetError, channels_to_mode, pil_resampling, to_mode
 from ..utils.random import GeneratorLike, Rng, as_rng
-from .randaugment import PIL_INTERPOLATION, RandAugment, pil_interpolation
+from .randaugment import RandAugment
 
 SMALL_IMAGE_SIZE = 128  # below this (the shorter side of img_size), the gentler crop scale is the default
 DEFAULT_SCALE = (0.08, 1.0)
@@ -68,10 +68,7 @@ class DataConfig:
             raise ConfigError(f"std values must be > 0, got {self.std}")
         if not 0.0 < self.crop_pct <= 1.0:
             raise ConfigError(f"crop_pct must be in (0, 1], got {self.crop_pct}")
-        if self.interpolation not in PIL_INTERPOLATION:
-            raise ConfigError(
-                f"unknown interpolation {self.interpolation!r}; choose one of {', '.join(PIL_INTERPOLATION)}"
-            )
+        pil_resampling(self.interpolation)  # an unknown name raises here, at configuration time
         size = (self.img_size, self.img_size) if isinstance(self.img_size, int) else tuple(self.img_size)
         if len(size) != 2 or not all(isinstance(v, int) and v > 0 for v in size):
             raise ConfigError(f"img_size must be a positive int or an (height, width) pair, got {self.img_size!r}")
@@ -150,7 +147,7 @@ class EvalTransform:
 
     def __init__(self, config: DataConfig) -> None:
         self.config = config
-        self.resample = pil_interpolation(config.interpolation)
+        self.resample = pil_resampling(config.interpolation)
         h, w = config.size_hw
         self.scale_size = (math.floor(h / config.crop_pct), math.floor(w / config.crop_pct))
         self.to_tensor = ToNormalizedTensor(config.mean, config.std)
@@ -264,7 +261,7 @@ class TrainTransform:
             raise ConfigError(f"hflip probability must be in [0, 1], got {hflip}")
         self.ratio, self.hflip = tuple(ratio), hflip
         self.rng = as_rng(generator)
-        self.resample = pil_interpolation(config.interpolation)
+        self.resample = pil_resampling(config.interpolation)
         fill = tuple(min(255, round(255 * m)) for m in config.mean)  # geometric ops fill with the mean (timm)
         self.randaugment = (
             RandAugment.from_string(

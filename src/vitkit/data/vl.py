@@ -3,8 +3,8 @@
 `ImageStore` decodes each image once with ViLT's resize rule (shorter side -> `size`, longer capped, both floored
 to the patch size) and keeps the 8-bit result in memory when the dataset is small enough (the generated scenes,
 a few thousand photos); otherwise it decodes per item in DataLoader workers. Normalisation and padding happen in
-the collate function, so a batch of mixed sizes becomes `pixel_values` + `pixel_mask` exactly as the processor
-builds them for inference.
+the collate function (`vitkit.processing.vilt.normalize_pad`, the processor's own last step), so a batch of mixed
+sizes becomes `pixel_values` + `pixel_mask` exactly as the processor builds them for inference.
 """
 
 from __future__ import annotations
@@ -20,8 +20,8 @@ import torch
 from PIL import Image
 
 from ..processing.bert import BertTokenizer
-from ..processing.images import ImageLoadError, load_image
-from ..processing.vilt import PIL_RESAMPLE, ViltProcessorConfig, resize_output_size
+from ..processing.images import ImageLoadError, load_image, pil_resampling
+from ..processing.vilt import ViltProcessorConfig, resize_output_size
 
 log = logging.getLogger("vitkit")
 
@@ -68,7 +68,7 @@ class ImageStore:
             return None
         h, w = resize_output_size(img.height, img.width, self.config)
         if (h, w) != (img.height, img.width):
-            img = img.resize((w, h), resample=PIL_RESAMPLE[self.config.resample])
+            img = img.resize((w, h), resample=pil_resampling(self.config.resample, field="resample"))
         return torch.from_numpy(np.asarray(img).transpose(2, 0, 1).copy())  # [3, h, w] uint8
 
     def is_bad(self, i: int) -> bool:
@@ -88,22 +88,6 @@ class ImageStore:
         x = self._decode(i, skip_bad=False)
         assert x is not None
         return x
-
-
-def normalize_pad(images: Sequence[torch.Tensor], config: ViltProcessorConfig) -> tuple[torch.Tensor, torch.Tensor]:
-    """uint8 [3, h_i, w_i] -> (pixel_values [B, 3, H, W] float, zero-padded after normalisation; pixel_mask
-    [B, H, W] long), as `ViltProcessor` builds them."""
-    H = max(int(x.shape[1]) for x in images)
-    W = max(int(x.shape[2]) for x in images)
-    mean = torch.tensor(config.mean, dtype=torch.float32).view(3, 1, 1)
-    std = torch.tensor(config.std, dtype=torch.float32).view(3, 1, 1)
-    pixels = torch.zeros(len(images), 3, H, W)
-    mask = torch.zeros(len(images), H, W, dtype=torch.long)
-    for i, x in enumerate(images):
-        h, w = x.shape[1:]
-        pixels[i, :, :h, :w] = (x.float() / 255.0 - mean) / std
-        mask[i, :h, :w] = 1
-    return pixels, mask
 
 
 def pad_ids(rows: Sequence[torch.Tensor], pad_id: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
@@ -222,7 +206,6 @@ __all__ = [
     "TokenizedTexts",
     "describe_bad",
     "load_caption_pairs",
-    "normalize_pad",
     "pad_ids",
     "whole_word_mask",
 ]

@@ -340,10 +340,7 @@ def _read_questions(path: Path) -> list[tuple[int, int, str]]:
             qid = image_id = text = None
         if not (_is_int(qid) and _is_int(image_id) and type(text) is str):
             where = f"{path}: questions[{i}]"
-            entry = expect_mapping(entry, where)
-            for key in ("question_id", "image_id", "question"):
-                if key not in entry:
-                    raise DatasetError(f"{where} has no {key!r}")
+            entry = expect_mapping(entry, where, ("question_id", "image_id", "question"))
             expect_int(entry["question_id"], f"{where}: 'question_id'")
             expect_int(entry["image_id"], f"{where}: 'image_id'")
             expect_str(entry["question"], f"{where}: 'question'")
@@ -390,10 +387,7 @@ def _parse_annotation(entry: object, normalized: dict[str, str]) -> tuple[int, d
 
 def _check_annotation(entry: object, where: str, path: Path) -> None:
     """Raise the DatasetError describing what is wrong with an annotation `_parse_annotation` refused."""
-    entry = expect_mapping(entry, where)
-    for key in ("question_id", "image_id", "answers"):
-        if key not in entry:
-            raise DatasetError(f"{where} has no {key!r}")
+    entry = expect_mapping(entry, where, ("question_id", "image_id", "answers"))
     qid = expect_int(entry["question_id"], f"{where}: 'question_id'")
     expect_int(entry["image_id"], f"{where}: 'image_id'")
     answers = expect_list(entry["answers"], f"{where}: 'answers'")

@@ -39,7 +39,7 @@ from torch import nn
 from ..errors import VitkitError
 from ..models.vilt.model import HEAD_ATTRS, ViLT, ViLTOutput
 from ..processing.bert import BertTokenizer
-from ..processing.vilt import ImageInput, ViltProcessor, ViltProcessorConfig, resize_output_size
+from ..processing.vilt import ImageInput, ViltProcessor, ViltProcessorConfig, is_single_image, resize_output_size
 from ..utils.device import device_of
 
 ImagesInput = ImageInput | Sequence[ImageInput]
@@ -102,15 +102,11 @@ def evaluating(model: nn.Module) -> Iterator[None]:
         model.train(was_training)
 
 
-def _is_one_image(x: Any) -> bool:
-    return isinstance(x, (Image.Image, str, os.PathLike)) or (isinstance(x, np.ndarray) and x.ndim in (2, 3))
-
-
 def _pair_up(images: ImagesInput, texts: TextsInput) -> tuple[list[Any], list[str], bool]:
     """-> (images, texts, single): equal-length lists, one image or one text broadcast against many of the other.
     `single` is True when both were given as one item (callers then return one result, not a list)."""
-    single = _is_one_image(images) and isinstance(texts, str)
-    ims = [images] if _is_one_image(images) else list(images)  # type: ignore[arg-type]
+    single = is_single_image(images) and isinstance(texts, str)
+    ims = [images] if is_single_image(images) else list(images)  # type: ignore[arg-type]
     txt = [texts] if isinstance(texts, str) else list(texts)
     if not ims or not txt:
         raise VitkitError("got an empty list of images or texts")
@@ -333,7 +329,7 @@ def retrieval_scores(
     head = "retrieval" if "retrieval" in heads else "itm"
     vilt = require_vilt(model, head)
     processor = processor or processor_for(vilt)
-    ims = [images] if _is_one_image(images) else list(images)  # type: ignore[arg-type]
+    ims = [images] if is_single_image(images) else list(images)  # type: ignore[arg-type]
     txt = [texts] if isinstance(texts, str) else list(texts)
     if not ims or not txt:
         raise VitkitError("got an empty list of images or texts")
@@ -419,7 +415,7 @@ def rank_texts(
 ) -> list[dict[str, Any]]:
     """Text retrieval: `texts` ranked for one image, best first, as `{"index", "score"}` (index into `texts`;
     score as in `retrieval_scores`). The image is embedded once; each extra text costs one encoder pass."""
-    if not _is_one_image(image):
+    if not is_single_image(image):
         raise VitkitError("rank_texts takes one image (use retrieval_scores for many)")
     return _ranked(retrieval_scores(model, image, texts, batch_size=batch_size, processor=processor)[0], top_k)
 

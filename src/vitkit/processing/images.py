@@ -52,6 +52,15 @@ PIL_RESAMPLING = {
     "hamming": Image.Resampling.HAMMING,
 }
 
+
+def pil_resampling(name: str, *, field: str = "interpolation") -> Image.Resampling:
+    """A filter name from a config ('bicubic', ...) -> the PIL filter. An unknown name raises ConfigError that
+    names the config `field` it came from and the valid names."""
+    try:
+        return PIL_RESAMPLING[name]
+    except (KeyError, TypeError):  # TypeError: an unhashable value read from a config file
+        raise ConfigError(f"unknown {field} {name!r}; choose one of {', '.join(PIL_RESAMPLING)}") from None
+
 #: The file extensions scanned as images (compared lower-case).
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".webp", ".gif", ".tif", ".tiff")
 

@@ -36,11 +36,11 @@ import torch
 import torch.nn.functional as F
 from PIL import Image, ImageOps
 
+from ..checkpoint.converters.hf import HF_RESAMPLE_NAMES
 from ..config import config_from_dict, config_to_dict, replace_config
 from ..errors import ConfigError, VitkitError
 from .bert import BertTokenizer
-from .images import PIL_RESAMPLING as PIL_RESAMPLE
-from .images import load_image, to_mode
+from .images import load_image, pil_resampling, to_mode
 
 # COCO detection's 800 x 1333 budget; ViLT scales it to its shorter side: int(1333 / 800 * 384) = 639.
 MAX_SHORTER_EDGE = 800
@@ -74,8 +74,7 @@ class ViltProcessorConfig:
             raise ConfigError(f"max_size={self.max_size} is smaller than size={self.size}")
         if len(self.mean) != 3 or len(self.std) != 3 or any(s <= 0 for s in self.std):
             raise ConfigError(f"mean and std need 3 values each (std > 0), got mean={self.mean} std={self.std}")
-        if self.resample not in PIL_RESAMPLE:
-            raise ConfigError(f"resample={self.resample!r} is not one of {', '.join(PIL_RESAMPLE)}")
+        pil_resampling(self.resample, field="resample")  # an unknown filter name raises here
 
     @property
     def longer_side(self) -> int:
@@ -103,17 +102,17 @@ class ViltProcessorConfig:
             if "shortest_edge" not in size:
                 raise ConfigError(f"preprocessor config size={size} has no 'shortest_edge'")
             size = size["shortest_edge"]
-        names = {int(v): k for k, v in PIL_RESAMPLE.items()}
         resample = data.get("resample", int(Image.Resampling.BICUBIC))
-        if resample not in names:
-            raise ConfigError(f"preprocessor config resample={resample} is not a PIL filter id {sorted(names)}")
+        if not isinstance(resample, int) or resample not in HF_RESAMPLE_NAMES:
+            raise ConfigError(f"preprocessor config resample={resample} is not a PIL filter id "
+                              f"{sorted(HF_RESAMPLE_NAMES)}")
         normalize = data.get("do_normalize", True)
         return cls(
             size=int(size),
             size_divisor=int(data.get("size_divisor", 32)),
             mean=tuple(data.get("image_mean", (0.5, 0.5, 0.5))) if normalize else (0.0, 0.0, 0.0),
             std=tuple(data.get("image_std", (0.5, 0.5, 0.5))) if normalize else (1.0, 1.0, 1.0),
-            resample=names[resample],
+            resample=HF_RESAMPLE_NAMES[resample],
         )
 
 
@@ -187,7 +186,8 @@ def resize_output_size(height: int, width: int, config: ViltProcessorConfig | No
 
 
 def pad_batch(images: Sequence[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
-    """[C, h_i, w_i] tensors -> (zero-padded [B, C, H, W], pixel_mask [B, H, W] long with 1 on real pixels)."""
+    """[C, h_i, w_i] tensors -> (zero-padded [B, C, H, W] at the bottom/right to the largest height and width,
+    pixel_mask [B, H, W] long with 1 on real pixels): how every ViLT batch of mixed image sizes is built."""
     if not images:
         raise VitkitError("got an empty batch of images")
     height = max(int(x.shape[-2]) for x in images)
@@ -202,7 +202,31 @@ def pad_batch(images: Sequence[torch.Tensor]) -> tuple[torch.Tensor, torch.Tenso
     return out, mask
 
 
-def _is_single_image(images: Any) -> bool:
+def normalize_pad(
+    images: Sequence[torch.Tensor | np.ndarray], config: ViltProcessorConfig | None = None
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Resized 8-bit RGB images (uint8 [3, h_i, w_i], on the CPU) -> (`pixel_values` [B, 3, H, W] float32,
+    normalized with the config's mean / std and zero-padded after normalization; `pixel_mask` [B, H, W]).
+
+    The last step of `preprocess_images`, and what the training datasets, which decode each image once, apply
+    per batch: training and inference see the same numbers.
+    """
+    cfg = config or ViltProcessorConfig()
+    # Normalizing 8-bit pixels is a table look-up: (v / 255 - mean) / std for the 256 values of each channel,
+    # computed in float64 (like HF's rescale) and far faster than float arithmetic on the whole image.
+    levels = np.arange(256, dtype=np.float64)[None, :] / 255.0  # [1, 256]
+    lut = ((levels - np.array(cfg.mean)[:, None]) / np.array(cfg.std)[:, None]).astype(np.float32)  # [3, 256]
+    normalized = []
+    for x in images:
+        chw = np.ascontiguousarray(x)  # [3, h, w] uint8; a contiguous copy makes the look-ups faster
+        if chw.dtype != np.uint8 or chw.ndim != 3 or chw.shape[0] != 3:
+            raise VitkitError(f"expected uint8 [3, h, w] images, got {chw.dtype} {tuple(chw.shape)}")
+        normalized.append(torch.from_numpy(np.stack([lut[c].take(chw[c]) for c in range(3)])))  # [3, h, w]
+    return pad_batch(normalized)
+
+
+def is_single_image(images: Any) -> bool:
+    """Whether `images` is one image (a PIL image, a path, an HW/HWC array) rather than a batch of them."""
     return isinstance(images, (Image.Image, str, os.PathLike)) or (
         isinstance(images, np.ndarray) and images.ndim in (2, 3)
     )
@@ -210,7 +234,7 @@ def _is_single_image(images: Any) -> bool:
 
 def _as_batch(images: Any) -> list[Any]:
     """One image (PIL, path, HW/HWC array) -> [it]; a sequence of images (or an NHWC array) -> a list."""
-    if _is_single_image(images):
+    if is_single_image(images):
         return [images]
     if isinstance(images, np.ndarray) and images.ndim != 4:
         raise VitkitError(f"expected an HW or HWC image array (or NHWC for a batch), got shape {images.shape}")
@@ -232,28 +256,16 @@ def preprocess_images(
     """
     cfg = config or ViltProcessorConfig()
     batch = _as_batch(images)
+    resample = pil_resampling(cfg.resample, field="resample")
     resized = []
     for item in batch:
         rgb = load_rgb(item)
         if rgb.width < 1 or rgb.height < 1:
             raise VitkitError(f"an image of {rgb.width}x{rgb.height} pixels has no content to resize")
         height, width = resize_output_size(rgb.height, rgb.width, cfg)
-        resized.append(np.asarray(rgb.resize((width, height), resample=PIL_RESAMPLE[cfg.resample])))  # [h, w, 3]
-    # Normalizing 8-bit pixels is a table look-up: (v / 255 - mean) / std for the 256 values of each channel,
-    # computed in float64 (like HF's rescale) and far faster than float arithmetic on the whole image.
-    levels = np.arange(256, dtype=np.float64)[None, :] / 255.0  # [1, 256]
-    lut = ((levels - np.array(cfg.mean)[:, None]) / np.array(cfg.std)[:, None]).astype(np.float32)  # [3, 256]
-    height = max(a.shape[0] for a in resized)
-    width = max(a.shape[1] for a in resized)
-    pixel_values = np.zeros((len(resized), 3, height, width), dtype=np.float32)  # zero padding, bottom/right
-    pixel_mask = np.zeros((len(resized), height, width), dtype=np.int64)
-    for i, a in enumerate(resized):
-        h, w = a.shape[:2]
-        chw = np.ascontiguousarray(a.transpose(2, 0, 1))  # [3, h, w]
-        for c in range(3):
-            pixel_values[i, c, :h, :w] = lut[c].take(chw[c])
-        pixel_mask[i, :h, :w] = 1
-    return {"pixel_values": torch.from_numpy(pixel_values), "pixel_mask": torch.from_numpy(pixel_mask)}
+        resized.append(np.asarray(rgb.resize((width, height), resample=resample)).transpose(2, 0, 1))  # [3, h, w]
+    pixel_values, pixel_mask = normalize_pad(resized, cfg)
+    return {"pixel_values": pixel_values, "pixel_mask": pixel_mask}
 
 
 def preprocess_tensors(

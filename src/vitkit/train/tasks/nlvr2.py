@@ -14,8 +14,8 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
-from ...data.vl import ImageStore, TokenizedTexts, describe_bad, normalize_pad, pad_ids
-from ...processing.vilt import ViltProcessor, ViltProcessorConfig
+from ...data.vl import ImageStore, TokenizedTexts, describe_bad, pad_ids
+from ...processing.vilt import ViltProcessor, ViltProcessorConfig, normalize_pad
 from ..engine import StepContext, all_reduce_metrics
 
 log = logging.getLogger("vitkit")

@@ -31,11 +31,11 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
-from ...data.vl import CaptionPairs, group_by_image, normalize_pad, pad_ids, whole_word_mask
+from ...data.vl import CaptionPairs, group_by_image, pad_ids, whole_word_mask
 from ...inference.vilt import score_embedded_pairs
 from ...models.vilt.model import ViLT
 from ...models.vilt.ot import word_patch_alignment
-from ...processing.vilt import ViltProcessor
+from ...processing.vilt import ViltProcessor, normalize_pad
 from ...utils.distributed import all_reduce_sum
 from ..engine import StepContext, all_reduce_metrics
 

@@ -21,9 +21,9 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
 from ...data.randaugment import RandAugment
-from ...data.vl import ImageStore, TokenizedTexts, group_by_image, normalize_pad, pad_ids
+from ...data.vl import ImageStore, TokenizedTexts, group_by_image, pad_ids
 from ...inference.vilt import processor_config_for
-from ...processing.vilt import ViltProcessor, ViltProcessorConfig
+from ...processing.vilt import ViltProcessor, ViltProcessorConfig, normalize_pad
 from ...utils.random import Rng
 from ..engine import StepContext, all_reduce_metrics
 
