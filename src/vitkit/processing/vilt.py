@@ -185,21 +185,26 @@ def resize_output_size(height: int, width: int, config: ViltProcessorConfig | No
     return max(divisor, new_h // divisor * divisor), max(divisor, new_w // divisor * divisor)
 
 
-def pad_batch(images: Sequence[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
-    """[C, h_i, w_i] tensors -> (zero-padded [B, C, H, W] at the bottom/right to the largest height and width,
-    pixel_mask [B, H, W] long with 1 on real pixels): how every ViLT batch of mixed image sizes is built."""
-    if not images:
+def pad_batch(images: Sequence[torch.Tensor] | Sequence[np.ndarray]) -> tuple[torch.Tensor, torch.Tensor]:
+    """[C, h_i, w_i] images (all tensors, or all numpy arrays) -> (zero-padded [B, C, H, W] at the bottom/right to
+    the largest height and width, pixel_mask [B, H, W] long with 1 on real pixels): how every ViLT batch of mixed
+    image sizes is built. Tensors stay on their device; numpy arrays come back as CPU tensors."""
+    if not len(images):
         raise VitkitError("got an empty batch of images")
     height = max(int(x.shape[-2]) for x in images)
     width = max(int(x.shape[-1]) for x in images)
     first = images[0]
-    out = first.new_zeros((len(images), first.shape[0], height, width))  # [B, C, H, W]
-    mask = torch.zeros((len(images), height, width), dtype=torch.long, device=first.device)  # [B, H, W]
+    shape = (len(images), first.shape[0], height, width)
+    if isinstance(first, np.ndarray):  # numpy's zeroed buffers and strided copies are several times torch's on CPU
+        out, mask = np.zeros(shape, dtype=first.dtype), np.zeros((len(images), height, width), dtype=np.int64)
+    else:
+        out = first.new_zeros(shape)  # [B, C, H, W]
+        mask = torch.zeros((len(images), height, width), dtype=torch.long, device=first.device)  # [B, H, W]
     for i, x in enumerate(images):
         h, w = x.shape[-2:]
         out[i, :, :h, :w] = x
         mask[i, :h, :w] = 1
-    return out, mask
+    return (torch.from_numpy(out), torch.from_numpy(mask)) if isinstance(out, np.ndarray) else (out, mask)
 
 
 def normalize_pad(
@@ -221,7 +226,10 @@ def normalize_pad(
         chw = np.ascontiguousarray(x)  # [3, h, w] uint8; a contiguous copy makes the look-ups faster
         if chw.dtype != np.uint8 or chw.ndim != 3 or chw.shape[0] != 3:
             raise VitkitError(f"expected uint8 [3, h, w] images, got {chw.dtype} {tuple(chw.shape)}")
-        normalized.append(torch.from_numpy(np.stack([lut[c].take(chw[c]) for c in range(3)])))  # [3, h, w]
+        image = np.empty(chw.shape, dtype=np.float32)  # [3, h, w]
+        for c in range(3):  # mode="clip" (a no-op for uint8 indices) lets take write into `image` unbuffered
+            lut[c].take(chw[c], out=image[c], mode="clip")
+        normalized.append(image)
     return pad_batch(normalized)
 
 
