@@ -14,7 +14,7 @@ from vitkit.data.scenes import generate_vqa_scenes
 from vitkit.data.vl import load_caption_pairs, pad_ids
 from vitkit.inference.vilt import score_embedded_pairs
 from vitkit.processing.bert import BertTokenizer
-from vitkit.processing.vilt import ViltProcessor, normalize_pad
+from vitkit.processing.vilt import ViLTProcessor, normalize_pad
 from vitkit.registry import create_model
 from vitkit.train.config import TrainConfig
 from vitkit.train.launch import run_train
@@ -38,9 +38,9 @@ def _model(task: str = "itm", **kw):
 
 def _pairs(scenes: Path, model):
     pcfg = processor_config_for(model)
-    tok = BertTokenizer(max_length=pcfg.max_length)
+    tok = BertTokenizer(max_length=pcfg.max_text_len)
     train_images, _ = find_caption_files(scenes)
-    return load_caption_pairs(train_images, pcfg, tok), ViltProcessor(pcfg, tok)
+    return load_caption_pairs(train_images, pcfg, tok), ViLTProcessor(pcfg, tok)
 
 
 def test_mlm_head_at_masked_positions_equals_the_full_head(scenes):

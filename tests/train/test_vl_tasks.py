@@ -68,7 +68,7 @@ def test_vqa_trains_exports_and_evaluates_identically(scenes, tmp_path, capsys):
 
 def test_vqa_eval_lookup_equals_the_official_accuracy(scenes):
     from vitkit.data.vqa import load_vqa_split
-    from vitkit.processing.vilt import ViltProcessor
+    from vitkit.processing.vilt import ViLTProcessor
     from vitkit.registry import create_model
     from vitkit.train.engine import StepContext
     from vitkit.train.tasks.vqa import VQATask, load_vqa_data, processor_config_for
@@ -78,9 +78,9 @@ def test_vqa_eval_lookup_equals_the_official_accuracy(scenes):
     answers = ["yes", "no", "0", "1", "2", "3", "red", "blue", "circle", "square"]
     model = create_model("vilt_nano_patch8_64", num_answers=len(answers), labels=tuple(answers), depth=1).eval()
     pcfg = processor_config_for(model)
-    tok = BertTokenizer(max_length=pcfg.max_length)
+    tok = BertTokenizer(max_length=pcfg.max_text_len)
     ds = load_vqa_data(scenes, pcfg, tok, split="val2014", answers=answers, questions=qs)
-    task = VQATask(answers=answers, processor=ViltProcessor(pcfg, tok))
+    task = VQATask(answers=answers, processor=ViLTProcessor(pcfg, tok))
     loader = torch.utils.data.DataLoader(ds, batch_size=7, collate_fn=task.collate)
     got = task.evaluate(model, loader, StepContext(device=torch.device("cpu"), dist=DistInfo()))
     # the same predictions scored one by one with the official formula

@@ -13,7 +13,7 @@ import torch
 from vitkit.data.scenes import generate_vqa_scenes
 from vitkit.data.vqa import load_vqa_split
 from vitkit.processing.bert import BertTokenizer
-from vitkit.processing.vilt import ViltProcessor
+from vitkit.processing.vilt import ViLTProcessor
 from vitkit.registry import create_model
 from vitkit.train.config import TrainConfig
 from vitkit.train.engine import StepContext
@@ -32,10 +32,10 @@ def scenes(tmp_path_factory) -> Path:
 def _val(scenes: Path, model):
     answers = list(model.config.labels)
     pcfg = processor_config_for(model)
-    tok = BertTokenizer(max_length=pcfg.max_length)
+    tok = BertTokenizer(max_length=pcfg.max_text_len)
     ds = load_vqa_data(scenes, pcfg, tok, split="val2014", answers=answers,
                        questions=load_vqa_split(scenes, "val2014"))
-    return ds, VQATask(answers=answers, processor=ViltProcessor(pcfg, tok))
+    return ds, VQATask(answers=answers, processor=ViLTProcessor(pcfg, tok))
 
 
 def _model(**kw):

@@ -3,7 +3,7 @@
 `ImageStore` decodes each image once with ViLT's resize rule (shorter side -> `size`, longer capped, both floored
 to the patch size) and keeps the 8-bit result in memory when the dataset is small enough (the generated scenes,
 a few thousand photos); otherwise it decodes per item in DataLoader workers. Normalisation and padding happen in
-the collate function (`vitkit.processing.vilt.normalize_pad`, the processor's own last step), so a batch of mixed
+the collate function (`vitkit.processing.vilt_images.normalize_pad`, the processor's own last step), so a batch of mixed
 sizes becomes `pixel_values` + `pixel_mask` exactly as the processor builds them for inference.
 """
 
@@ -21,7 +21,8 @@ from PIL import Image
 
 from ..processing.bert import BertTokenizer
 from ..processing.images import ImageLoadError, load_image, pil_resampling
-from ..processing.vilt import ViltProcessorConfig, resize_output_size
+from ..processing.vilt_config import ViLTProcessorConfig
+from ..processing.vilt_images import resize_output_size
 
 log = logging.getLogger("vitkit")
 
@@ -36,12 +37,12 @@ class ImageStore:
     stopping with the file named.
     """
 
-    def __init__(self, paths: Sequence[Path], config: ViltProcessorConfig, *, in_memory: bool | None = None,
+    def __init__(self, paths: Sequence[Path], config: ViLTProcessorConfig, *, in_memory: bool | None = None,
                  skip_bad: bool = False) -> None:
         self.paths = [Path(p) for p in paths]
         self.config = config
         if in_memory is None:
-            in_memory = len(self.paths) * 3 * config.size * config.longer_side <= IN_MEMORY_BYTES
+            in_memory = len(self.paths) * 3 * config.shorter_edge * config.longer_side <= IN_MEMORY_BYTES
         self.in_memory = in_memory
         self.bad: list[Path] = []
         self._cache: list[torch.Tensor | None] | None = None
@@ -150,7 +151,7 @@ class CaptionPairs(torch.utils.data.Dataset):
                 "word_ids": self.texts.word_ids[t, :n]}
 
 
-def load_caption_pairs(images: Sequence[Any], config: ViltProcessorConfig, tokenizer: BertTokenizer, *,
+def load_caption_pairs(images: Sequence[Any], config: ViLTProcessorConfig, tokenizer: BertTokenizer, *,
                        skip_bad: bool = False) -> CaptionPairs:
     """`CaptionImage`s (image_path, captions) -> CaptionPairs over every caption of every image."""
     store = ImageStore([im.image_path for im in images], config, skip_bad=skip_bad)
@@ -161,7 +162,7 @@ def load_caption_pairs(images: Sequence[Any], config: ViltProcessorConfig, token
         for c in im.captions:
             pairs.append((i, len(captions)))
             captions.append(c)
-    return CaptionPairs(store, TokenizedTexts.build(captions, tokenizer, config.max_length), pairs)
+    return CaptionPairs(store, TokenizedTexts.build(captions, tokenizer, config.max_text_len), pairs)
 
 
 def whole_word_mask(

@@ -32,7 +32,8 @@ from torch import nn
 from ..errors import ConfigError, VitkitError
 from ..models.vilt import ot
 from ..models.vilt.model import ViLT, ViLTOutput
-from ..processing.vilt import ImageInput, ViltProcessor
+from ..processing.vilt import ViLTProcessor
+from ..processing.vilt_images import ImageInput
 from ..utils.device import device_of
 from .vilt import evaluating, head_logits, pixels_for, processor_for, require_vilt
 
@@ -79,7 +80,7 @@ class Alignment:
 
 
 def word_patch_alignment(
-    model: nn.Module, image: ImageInput, text: str, *, processor: ViltProcessor | None = None
+    model: nn.Module, image: ImageInput, text: str, *, processor: ViLTProcessor | None = None
 ) -> Alignment:
     """Align `text` with `image` in a single-image ViLT: one forward (eval mode, no grad, on the model's device)
     with attentions, the WPA plan of its final-layer features, heat maps over the valid patch grid, and the
@@ -103,7 +104,7 @@ def alignment_from_output(
     model: ViLT,
     output: ViLTOutput,
     inputs: dict[str, torch.Tensor],
-    processor: ViltProcessor,
+    processor: ViLTProcessor,
     *,
     row: int = 0,
     text: str | None = None,
@@ -181,7 +182,7 @@ def _head_scores(model: ViLT, output: ViLTOutput, row: int) -> tuple[list[dict[s
     return answer, itm
 
 
-def _seen_image(inputs: dict[str, torch.Tensor], processor: ViltProcessor, row: int) -> np.ndarray:
+def _seen_image(inputs: dict[str, torch.Tensor], processor: ViLTProcessor, row: int) -> np.ndarray:
     """The model's input pixels with normalisation undone, cropped to the real (unpadded) pixels: [H, W, 3] uint8."""
     x = inputs["pixel_values"][row].float().cpu()  # [3, H, W]
     mask = inputs["pixel_mask"][row].cpu().bool()  # [H, W]
@@ -286,7 +287,7 @@ def align(
     words: Sequence[str] | None = None,
     max_words: int = 8,
     device: str | torch.device | None = None,
-    processor: ViltProcessor | None = None,
+    processor: ViLTProcessor | None = None,
 ) -> dict[str, Any]:
     """`word_patch_alignment` + `plot_alignment` in one call. `model_or_source` is a ViLT or anything
     `vitkit.from_pretrained` reads (a directory's own vocab.txt is used when it has one); `device` ("auto",

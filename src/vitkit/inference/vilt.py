@@ -39,7 +39,9 @@ from torch import nn
 from ..errors import VitkitError
 from ..models.vilt.model import HEAD_ATTRS, ViLT, ViLTOutput
 from ..processing.bert import BertTokenizer
-from ..processing.vilt import ImageInput, ViltProcessor, ViltProcessorConfig, is_single_image, resize_output_size
+from ..processing.vilt import ViLTProcessor
+from ..processing.vilt_config import ViLTProcessorConfig
+from ..processing.vilt_images import ImageInput, is_single_image, resize_output_size
 from ..utils.device import device_of
 
 ImagesInput = ImageInput | Sequence[ImageInput]
@@ -49,8 +51,8 @@ TextsInput = str | Sequence[str]
 # ---- set-up ----------------------------------------------------------------------------------------------------
 
 
-def processor_for(model: nn.Module, vocab_file: str | os.PathLike | None = None) -> ViltProcessor:
-    """The ViltProcessor a ViLT's weights expect: image geometry, mean/std and interpolation from its config, text
+def processor_for(model: nn.Module, vocab_file: str | os.PathLike | None = None) -> ViLTProcessor:
+    """The ViLTProcessor a ViLT's weights expect: image geometry, mean/std and interpolation from its config, text
     cut at its `max_text_len`, and the shipped bert-base-uncased vocabulary (or `vocab_file`, e.g. a model
     directory's vocab.txt). Built once per (config, vocabulary) and reused."""
     c = require_vilt(model).config
@@ -61,19 +63,19 @@ def processor_for(model: nn.Module, vocab_file: str | os.PathLike | None = None)
     return processor
 
 
-def processor_config_for(model: nn.Module) -> ViltProcessorConfig:
+def processor_config_for(model: nn.Module) -> ViLTProcessorConfig:
     """The image and text settings a ViLT's config implies (shorter / longer edge, divisor, mean, std,
     interpolation, text length): what training, evaluation and inference all preprocess with."""
     c = model.config
-    return ViltProcessorConfig(
-        size=c.shorter_edge, max_size=c.longer_edge, size_divisor=c.size_divisor, mean=tuple(c.mean),
-        std=tuple(c.std), resample=c.interpolation, max_length=c.max_text_len,
+    return ViLTProcessorConfig(
+        shorter_edge=c.shorter_edge, longer_edge=c.longer_edge, size_divisor=c.size_divisor, mean=tuple(c.mean),
+        std=tuple(c.std), resample=c.interpolation, max_text_len=c.max_text_len,
     )
 
 
 @functools.lru_cache(maxsize=8)
-def _cached_processor(config: ViltProcessorConfig, vocab_file: str | None) -> ViltProcessor:
-    return ViltProcessor(config, BertTokenizer(vocab_file, max_length=config.max_length))
+def _cached_processor(config: ViLTProcessorConfig, vocab_file: str | None) -> ViLTProcessor:
+    return ViLTProcessor(config, BertTokenizer(vocab_file, max_length=config.max_text_len))
 
 
 def require_vilt(model: nn.Module, head: str | None = None) -> ViLT:
@@ -119,7 +121,7 @@ def _pair_up(images: ImagesInput, texts: TextsInput) -> tuple[list[Any], list[st
     return ims, txt, single
 
 
-def pixels_for(processor: ViltProcessor, images: Sequence[Any], model: ViLT) -> tuple[torch.Tensor, torch.Tensor]:
+def pixels_for(processor: ViLTProcessor, images: Sequence[Any], model: ViLT) -> tuple[torch.Tensor, torch.Tensor]:
     """Images -> (pixel_values [B, 3, H, W] in the model's dtype, pixel_mask [B, H, W]) on the model's device."""
     enc = processor(images=list(images))
     dtype = model.transformer.patch_embed.proj.weight.dtype
@@ -127,7 +129,7 @@ def pixels_for(processor: ViltProcessor, images: Sequence[Any], model: ViLT) -> 
     return enc["pixel_values"].to(device, dtype), enc["pixel_mask"].to(device)
 
 
-def _resized_hw(item: Any, config: ViltProcessorConfig) -> tuple[int, int]:
+def _resized_hw(item: Any, config: ViLTProcessorConfig) -> tuple[int, int]:
     """The (height, width) an image will have after the processor's resize, read without decoding the pixels
     (PIL size / array shape / file header; EXIF rotations swap the sides, as `load_rgb` will). (0, 0) if unknown:
     the size only orders the batches, it never changes a result."""
@@ -174,7 +176,7 @@ def _buckets(sizes: list[tuple[int, int]], lengths: list[int], batch_size: int, 
 
 
 def _forward_pairs(
-    model: ViLT, processor: ViltProcessor, images: list[Any], texts: list[str], batch_size: int,
+    model: ViLT, processor: ViLTProcessor, images: list[Any], texts: list[str], batch_size: int,
     head: str | None = None,
 ) -> Iterator[tuple[list[int], torch.Tensor, Any]]:
     """Forwards over image-text pairs: yields (pair indices, input_ids [b, L] on CPU, output) per batch; the
@@ -222,7 +224,7 @@ def vqa(
     top_k: int = 5,
     *,
     batch_size: int = 32,
-    processor: ViltProcessor | None = None,
+    processor: ViLTProcessor | None = None,
 ) -> list[dict[str, Any]] | list[list[dict[str, Any]]]:
     """Answer `question` about `image`: the top-k `{"label", "score"}` answers, best first.
 
@@ -253,7 +255,7 @@ def itm_score(
     text: TextsInput,
     *,
     batch_size: int = 32,
-    processor: ViltProcessor | None = None,
+    processor: ViLTProcessor | None = None,
 ) -> float | list[float]:
     """Probability that `text` describes `image`: softmax over the ITM head's two logits, index 1 = match (as
     ViLT's pretraining labels them). Works for ITM models and any ViLT with "itm" among its extra heads (the
@@ -276,7 +278,7 @@ def fill_mask(
     top_k: int = 5,
     *,
     batch_size: int = 32,
-    processor: ViltProcessor | None = None,
+    processor: ViLTProcessor | None = None,
 ) -> list[list[dict[str, Any]]] | list[list[list[dict[str, Any]]]]:
     """Fill each `[MASK]` in `text` from the image: for every [MASK], in order, the top-k
     `{"token", "token_id", "score"}` WordPiece predictions of the MLM head (softmax over the vocabulary, each
@@ -316,7 +318,7 @@ def retrieval_scores(
     texts: TextsInput,
     *,
     batch_size: int = 64,
-    processor: ViltProcessor | None = None,
+    processor: ViLTProcessor | None = None,
 ) -> torch.Tensor:
     """Score every image against every text: [num_images, num_texts] float32 on the CPU, higher = better match.
 
@@ -390,7 +392,7 @@ def score_embedded_pairs(
 
 
 def _embed_images(
-    model: ViLT, processor: ViltProcessor, images: Sequence[ImageInput]
+    model: ViLT, processor: ViLTProcessor, images: Sequence[ImageInput]
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Images -> the image half of ViLT's input, computed once: tokens [B, 1+N, D] (patches + resampled position
     grid + image [CLS] + modality type 1), masks [B, 1+N] bool, patch_index [B, N, 2], padded to the largest."""
@@ -411,7 +413,7 @@ def rank_texts(
     *,
     top_k: int | None = None,
     batch_size: int = 64,
-    processor: ViltProcessor | None = None,
+    processor: ViLTProcessor | None = None,
 ) -> list[dict[str, Any]]:
     """Text retrieval: `texts` ranked for one image, best first, as `{"index", "score"}` (index into `texts`;
     score as in `retrieval_scores`). The image is embedded once; each extra text costs one encoder pass."""
@@ -427,7 +429,7 @@ def rank_images(
     *,
     top_k: int | None = None,
     batch_size: int = 64,
-    processor: ViltProcessor | None = None,
+    processor: ViLTProcessor | None = None,
 ) -> list[dict[str, Any]]:
     """Image retrieval: `images` ranked for one text, best first, as `{"index", "score"}` (index into `images`;
     score as in `retrieval_scores`). Each image is embedded once and the text once."""

@@ -3,6 +3,15 @@ ViLT processor (`vilt`). Nothing here depends on a model class."""
 
 from .bert import BertTokenizer
 from .images import DatasetError, ImageLoadError, load_image
-from .vilt import ViltProcessor, ViltProcessorConfig
+from .vilt import ViLTProcessor, ViltProcessor, ViLTProcessorConfig, ViltProcessorConfig
 
-__all__ = ["BertTokenizer", "DatasetError", "ImageLoadError", "ViltProcessor", "ViltProcessorConfig", "load_image"]
+__all__ = [
+    "BertTokenizer",
+    "DatasetError",
+    "ImageLoadError",
+    "ViLTProcessor",
+    "ViLTProcessorConfig",
+    "ViltProcessor",
+    "ViltProcessorConfig",
+    "load_image",
+]

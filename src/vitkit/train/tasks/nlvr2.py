@@ -15,7 +15,9 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
 from ...data.vl import ImageStore, TokenizedTexts, describe_bad, pad_ids
-from ...processing.vilt import ViltProcessor, ViltProcessorConfig, normalize_pad
+from ...processing.vilt import ViLTProcessor
+from ...processing.vilt_config import ViLTProcessorConfig
+from ...processing.vilt_images import normalize_pad
 from ..engine import StepContext, all_reduce_metrics
 
 log = logging.getLogger("vitkit")
@@ -26,7 +28,7 @@ LABELS = ("False", "True")
 class NLVR2Dataset(Dataset):
     """NLVR2 examples -> items {"images": (left, right) uint8, "ids", "label"}; both images decoded once."""
 
-    def __init__(self, examples: Sequence[Any], config: ViltProcessorConfig, tokenizer: Any, *,
+    def __init__(self, examples: Sequence[Any], config: ViLTProcessorConfig, tokenizer: Any, *,
                  skip_bad: bool = False) -> None:
         paths = sorted({p for ex in examples for p in (ex.left_path, ex.right_path)})
         row = {p: i for i, p in enumerate(paths)}
@@ -37,7 +39,7 @@ class NLVR2Dataset(Dataset):
                 if not (self.store.is_bad(row[ex.left_path]) or self.store.is_bad(row[ex.right_path]))]
         self.rows = [(row[ex.left_path], row[ex.right_path]) for ex in keep]
         self.labels = torch.tensor([int(bool(ex.label)) for ex in keep])
-        self.texts = TokenizedTexts.build([ex.sentence for ex in keep], tokenizer, config.max_length)
+        self.texts = TokenizedTexts.build([ex.sentence for ex in keep], tokenizer, config.max_text_len)
         self.in_memory = self.store.in_memory
 
     def __len__(self) -> int:
@@ -55,7 +57,7 @@ class NLVR2Task:
     primary_metric = "val_accuracy"
     head_prefixes = ("nlvr2_classifier.",)
 
-    def __init__(self, *, processor: ViltProcessor) -> None:
+    def __init__(self, *, processor: ViLTProcessor) -> None:
         self.processor = processor
 
     def collate(self, items: list[dict[str, Any]]) -> dict[str, Any]:
@@ -107,8 +109,8 @@ def setup(*, task: str, data: Path, model: str, pretrained: str | None, init_fro
                                    modality_type_vocab_size=3, num_answers=2, labels=LABELS, max_image_len=-1)
         net = build_vilt(model, overrides=overrides, pretrained=pretrained, init_from=init_from)
     pcfg, cfg = vl_recipe(net, task=task, model=model, pretrained=pretrained, cfg=cfg)
-    tokenizer = BertTokenizer(max_length=pcfg.max_length)
+    tokenizer = BertTokenizer(max_length=pcfg.max_text_len)
     train_set = NLVR2Dataset(train_ex, pcfg, tokenizer, skip_bad=skip_bad_images)
     val_set = NLVR2Dataset(val_ex, pcfg, tokenizer, skip_bad=skip_bad_images)
     log.info("nlvr2: %d train / %d dev examples", len(train_set), len(val_set))
-    return net, train_set, val_set, NLVR2Task(processor=ViltProcessor(pcfg, tokenizer)), cfg
+    return net, train_set, val_set, NLVR2Task(processor=ViLTProcessor(pcfg, tokenizer)), cfg

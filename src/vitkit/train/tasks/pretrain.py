@@ -35,7 +35,8 @@ from ...data.vl import CaptionPairs, group_by_image, pad_ids, whole_word_mask
 from ...inference.vilt import score_embedded_pairs
 from ...models.vilt.model import ViLT
 from ...models.vilt.ot import word_patch_alignment
-from ...processing.vilt import ViltProcessor, normalize_pad
+from ...processing.vilt import ViLTProcessor
+from ...processing.vilt_images import normalize_pad
 from ...utils.distributed import all_reduce_sum
 from ..engine import StepContext, all_reduce_metrics
 
@@ -89,7 +90,7 @@ class CaptionGroups(Dataset):
         return {"image": image, "texts": [{k: v for k, v in t.items() if k != "image"} for t in texts]}
 
 
-def collate_pairs(items: list[dict[str, Any]], processor: ViltProcessor) -> dict[str, Any]:
+def collate_pairs(items: list[dict[str, Any]], processor: ViLTProcessor) -> dict[str, Any]:
     """(image, caption) items -> a batch; CaptionGroups items -> one copy of each image, every caption pointing to
     its image by `image_index`."""
     pixels, pixel_mask = normalize_pad([it["image"] for it in items], processor.config)
@@ -136,7 +137,7 @@ def _eval_subset(dataset: CaptionPairs, max_images: int) -> tuple[list[int], lis
     return list(rows), texts, torch.tensor(owner)
 
 
-def retrieval_metrics(model: ViLT, dataset: CaptionPairs, processor: ViltProcessor, ctx: StepContext, *,
+def retrieval_metrics(model: ViLT, dataset: CaptionPairs, processor: ViLTProcessor, ctx: StepContext, *,
                       head: str, max_images: int = EVAL_IMAGES, prefix: str = "val_") -> dict[str, float]:
     """R@1/5/10 both ways over up to `max_images` images of `dataset` and all their captions (rank 0 only; the
     others get the same numbers broadcast)."""
@@ -158,7 +159,7 @@ class PretrainTask:
     primary_metric = "val_itm_accuracy"
     head_prefixes = ("itm_score.", "mlm_score.")
 
-    def __init__(self, *, processor: ViltProcessor, val_set: CaptionPairs | None = None,
+    def __init__(self, *, processor: ViLTProcessor, val_set: CaptionPairs | None = None,
                  eval_images: int = EVAL_IMAGES) -> None:
         self.processor = processor
         tok = processor.tokenizer
@@ -257,7 +258,7 @@ class RetrievalTask:
     primary_metric = "val_r_mean"
     head_prefixes = ("rank_output.",)
 
-    def __init__(self, *, processor: ViltProcessor, train_set: CaptionPairs, val_set: CaptionPairs,
+    def __init__(self, *, processor: ViLTProcessor, train_set: CaptionPairs, val_set: CaptionPairs,
                  negatives: int = NEGATIVES, eval_images: int = EVAL_IMAGES) -> None:
         self.processor = processor
         self.train_set, self.val_set = train_set, val_set
@@ -332,8 +333,8 @@ def setup(*, task: str, data: Path, model: str, pretrained: str | None, init_fro
         net = build_vilt(model, overrides=vilt_overrides(cfg, img_size, labels=None, **head), pretrained=pretrained,
                          init_from=init_from)
     pcfg, cfg = vl_recipe(net, task=task, model=model, pretrained=pretrained, cfg=cfg)
-    tokenizer = BertTokenizer(max_length=pcfg.max_length)
-    processor = ViltProcessor(pcfg, tokenizer)
+    tokenizer = BertTokenizer(max_length=pcfg.max_text_len)
+    processor = ViLTProcessor(pcfg, tokenizer)
     train_set = load_caption_pairs(train_images, pcfg, tokenizer, skip_bad=skip_bad_images)
     val_set = load_caption_pairs(val_images, pcfg, tokenizer, skip_bad=skip_bad_images)
     log.info("%s: %d train / %d val image-caption pairs (%d / %d images)", task, len(train_set), len(val_set),

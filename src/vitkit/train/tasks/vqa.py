@@ -23,7 +23,9 @@ from torch.utils.data import DataLoader, Dataset
 from ...data.randaugment import RandAugment
 from ...data.vl import ImageStore, TokenizedTexts, group_by_image, pad_ids
 from ...inference.vilt import processor_config_for
-from ...processing.vilt import ViltProcessor, ViltProcessorConfig, normalize_pad
+from ...processing.vilt import ViLTProcessor
+from ...processing.vilt_config import ViLTProcessorConfig
+from ...processing.vilt_images import normalize_pad
 from ...utils.random import Rng
 from ..engine import StepContext, all_reduce_metrics
 
@@ -161,7 +163,7 @@ class VQATask:
     primary_metric = "val_vqa_accuracy"
     head_prefixes = ("vqa_classifier.",)
 
-    def __init__(self, *, answers: Sequence[str], processor: ViltProcessor, augment_rng: Rng | None = None,
+    def __init__(self, *, answers: Sequence[str], processor: ViLTProcessor, augment_rng: Rng | None = None,
                  loss: str = "bce") -> None:
         if loss not in ("bce", "ce"):
             raise ValueError(f"loss must be 'bce' or 'ce', got {loss!r}")
@@ -171,7 +173,7 @@ class VQATask:
         self.augment_rng = augment_rng
 
     @property
-    def image_config(self) -> ViltProcessorConfig:
+    def image_config(self) -> ViLTProcessorConfig:
         return self.processor.config
 
     def reseed_data(self, seed: int) -> None:
@@ -299,7 +301,7 @@ def build_vilt(spec: str, *, overrides: dict[str, Any], pretrained: str | None, 
     return model.train()
 
 
-def load_vqa_data(data: Path, processor_config: ViltProcessorConfig, tokenizer: Any, *, split: str,
+def load_vqa_data(data: Path, processor_config: ViLTProcessorConfig, tokenizer: Any, *, split: str,
                   answers: Sequence[str], randaugment: RandAugment | None = None, skip_bad_images: bool = False,
                   questions: Sequence[Any] | None = None, hflip: float = 0.0, rng: Rng | None = None) -> VQADataset:
     """One split of a VQAv2-layout folder as a VQADataset (images decoded once when they fit in memory)."""
@@ -312,7 +314,7 @@ def load_vqa_data(data: Path, processor_config: ViltProcessorConfig, tokenizer: 
     store = ImageStore(paths, processor_config, skip_bad=skip_bad_images)
     if store.bad:
         log.warning("%s: %s", split, describe_bad(store.bad))
-    texts = TokenizedTexts.build([q.question for q in qs], tokenizer, processor_config.max_length)
+    texts = TokenizedTexts.build([q.question for q in qs], tokenizer, processor_config.max_text_len)
     return VQADataset(qs, store, [row_of[q.image_path] for q in qs], texts, answers, randaugment=randaugment,
                       hflip=hflip, mirror=TextMirror(tokenizer, answers) if hflip else None, rng=rng)
 
@@ -332,10 +334,10 @@ def vl_recipe(net: nn.Module, *, task: str, model: str, pretrained: str | None, 
 
     pcfg = processor_config_for(net)
     from_weights = bool(pretrained) or model not in list_models()
-    return pcfg, resolve_vl_recipe(cfg, task=task, pretrained=from_weights, img_size=pcfg.size)
+    return pcfg, resolve_vl_recipe(cfg, task=task, pretrained=from_weights, img_size=pcfg.shorter_edge)
 
 
-def vl_randaugment(spec: str, pcfg: ViltProcessorConfig, rng: Rng) -> RandAugment | None:
+def vl_randaugment(spec: str, pcfg: ViLTProcessorConfig, rng: Rng) -> RandAugment | None:
     """RandAugment as ViLT uses it: every op but colour inversion (questions and captions name colours); timm's
     op list has no cutout, the other op ViLT drops."""
     if spec == "none":
@@ -363,7 +365,7 @@ def setup(*, task: str, data: Path, model: str, pretrained: str | None, init_fro
         net = build_vilt(model, overrides=overrides, pretrained=pretrained, init_from=init_from)
     answers = list(net.config.labels or ())
     pcfg, cfg = vl_recipe(net, task=task, model=model, pretrained=pretrained, cfg=cfg)
-    tokenizer = BertTokenizer(max_length=pcfg.max_length)
+    tokenizer = BertTokenizer(max_length=pcfg.max_text_len)
     augment_rng = Rng(torch.Generator().manual_seed(cfg.seed))
     randaugment = vl_randaugment(cfg.randaugment, pcfg, augment_rng)
     train_set = load_vqa_data(data, pcfg, tokenizer, split="train2014", answers=answers, randaugment=randaugment,
@@ -374,6 +376,6 @@ def setup(*, task: str, data: Path, model: str, pretrained: str | None, init_fro
     if not net.config.image_attends_text:  # one-way fusion: each image encoded once for all its questions
         train_set, val_set = ImageGroups(train_set), ImageGroups(val_set)
         cfg = images_per_batch(cfg, train_set)
-    task_obj = VQATask(answers=answers, processor=ViltProcessor(pcfg, tokenizer), augment_rng=augment_rng,
+    task_obj = VQATask(answers=answers, processor=ViLTProcessor(pcfg, tokenizer), augment_rng=augment_rng,
                        loss=cfg.vqa_loss)
     return net, train_set, val_set, task_obj, cfg
