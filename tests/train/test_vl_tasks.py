@@ -19,7 +19,7 @@ from vitkit.processing.bert import BertTokenizer
 from vitkit.registry import from_pretrained
 from vitkit.train.config import TrainConfig
 from vitkit.train.launch import run_train
-from vitkit.train.tasks.pretrain import recall_at
+from vitkit.train.tasks.retrieval import recall_at
 
 TINY = TrainConfig(epochs=1, batch_size=16, progress=False, log_every=1, ema=False, seed=0)
 
@@ -68,10 +68,12 @@ def test_vqa_trains_exports_and_evaluates_identically(scenes, tmp_path, capsys):
 
 def test_vqa_eval_lookup_equals_the_official_accuracy(scenes):
     from vitkit.data.vqa import load_vqa_split
+    from vitkit.data.vqa_dataset import load_vqa_data
+    from vitkit.inference.vilt import processor_config_for
     from vitkit.processing.vilt import ViLTProcessor
     from vitkit.registry import create_model
     from vitkit.train.engine import StepContext
-    from vitkit.train.tasks.vqa import VQATask, load_vqa_data, processor_config_for
+    from vitkit.train.tasks.vqa import VQATask
     from vitkit.utils.distributed import DistInfo
 
     qs = load_vqa_split(scenes, "val2014")

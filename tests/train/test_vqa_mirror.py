@@ -10,11 +10,11 @@ import torch
 
 from vitkit.data.scenes import generate_vqa_scenes
 from vitkit.data.vqa import load_vqa_split
+from vitkit.data.vqa_dataset import ImageGroups, TextMirror, VQADataset, load_vqa_data
 from vitkit.errors import ConfigError
 from vitkit.processing.bert import BertTokenizer
 from vitkit.processing.vilt import ViLTProcessorConfig
 from vitkit.train.config import TrainConfig, resolve_vl_recipe
-from vitkit.train.tasks.vqa import ImageGroups, TextMirror, VQADataset, load_vqa_data
 from vitkit.utils.random import Rng
 
 SIDE_QUESTIONS = {"colour_of_leftmost": 1.0, "colour_of_rightmost": 1.0, "count_all": 1.0}

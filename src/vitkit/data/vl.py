@@ -22,7 +22,7 @@ from PIL import Image
 from ..processing.bert import BertTokenizer
 from ..processing.images import ImageLoadError, load_image, pil_resampling
 from ..processing.vilt_config import ViLTProcessorConfig
-from ..processing.vilt_images import resize_output_size
+from ..processing.vilt_images import normalize_pad, resize_output_size
 
 log = logging.getLogger("vitkit")
 
@@ -151,6 +151,43 @@ class CaptionPairs(torch.utils.data.Dataset):
                 "word_ids": self.texts.word_ids[t, :n]}
 
 
+class CaptionGroups(torch.utils.data.Dataset):
+    """CaptionPairs regrouped by image: item g is one image with all its captions, for models with one-way fusion
+    (`image_attends_text=False`), which encode each image once for every text that reads it."""
+
+    def __init__(self, pairs: CaptionPairs) -> None:
+        self.pairs = pairs
+        self.rows, self.members = group_by_image([i for i, _ in pairs.pairs])
+        self.in_memory = pairs.in_memory
+        self.num_texts = len(pairs)
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def __getitem__(self, g: int) -> dict[str, Any]:
+        texts = [self.pairs[k] for k in self.members[g]]
+        image = texts[0]["image"]
+        return {"image": image, "texts": [{k: v for k, v in t.items() if k != "image"} for t in texts]}
+
+
+def collate_pairs(items: list[dict[str, Any]], config: ViLTProcessorConfig) -> dict[str, Any]:
+    """(image, caption) items -> a batch; CaptionGroups items -> one copy of each image, every caption pointing to
+    its image by `image_index`. Images are normalized and padded as `config`'s processor does."""
+    pixels, pixel_mask = normalize_pad([it["image"] for it in items], config)
+    image_index = None
+    if items and "texts" in items[0]:
+        image_index = torch.tensor([g for g, it in enumerate(items) for _ in it["texts"]])
+        items = [t for it in items for t in it["texts"]]
+    ids, text_mask = pad_ids([it["ids"] for it in items])
+    word_ids, _ = pad_ids([it["word_ids"] for it in items], pad_id=-1)
+    batch = {"pixel_values": pixels, "pixel_mask": pixel_mask, "input_ids": ids, "attention_mask": text_mask,
+             "word_ids": word_ids, "image_rows": torch.tensor([it["image_row"] for it in items]),
+             "text_rows": torch.tensor([it["text_row"] for it in items])}
+    if image_index is not None:
+        batch["image_index"] = image_index
+    return batch
+
+
 def load_caption_pairs(images: Sequence[Any], config: ViLTProcessorConfig, tokenizer: BertTokenizer, *,
                        skip_bad: bool = False) -> CaptionPairs:
     """`CaptionImage`s (image_path, captions) -> CaptionPairs over every caption of every image."""
@@ -202,9 +239,11 @@ def describe_bad(bad: Sequence[Path], limit: int = 5) -> str:
 
 
 __all__ = [
+    "CaptionGroups",
     "CaptionPairs",
     "ImageStore",
     "TokenizedTexts",
+    "collate_pairs",
     "describe_bad",
     "load_caption_pairs",
     "pad_ids",

@@ -45,7 +45,8 @@ def evaluate_vilt(model: nn.Module, data_dir: str | Path, *, batch_size: int = 6
     with torch.no_grad():
         if task == "vqa":
             from ..data.vqa import load_vqa_split
-            from .tasks.vqa import ImageGroups, VQATask, load_vqa_data
+            from ..data.vqa_dataset import ImageGroups, load_vqa_data
+            from .tasks.vqa import VQATask
 
             answers = list(model.config.labels or ())
             if not answers:
@@ -59,7 +60,8 @@ def evaluate_vilt(model: nn.Module, data_dir: str | Path, *, batch_size: int = 6
             metrics = t.evaluate(model, DataLoader(ds, batch_size=batch_size, collate_fn=t.collate), ctx)
         elif task == "nlvr2":
             from ..data.nlvr2 import load_nlvr2
-            from .tasks.nlvr2 import NLVR2Dataset, NLVR2Task
+            from ..data.nlvr2_dataset import NLVR2Dataset
+            from .tasks.nlvr2 import NLVR2Task
 
             ds = NLVR2Dataset(load_nlvr2(data_dir, "dev"), processor.config, processor.tokenizer,
                               skip_bad=skip_bad_images)
@@ -68,7 +70,7 @@ def evaluate_vilt(model: nn.Module, data_dir: str | Path, *, batch_size: int = 6
         elif task in ("retrieval", "itm"):
             from ..data.captions import find_caption_files
             from ..data.vl import load_caption_pairs
-            from .tasks.pretrain import retrieval_metrics
+            from .tasks.retrieval import retrieval_metrics
 
             _, val = find_caption_files(data_dir)
             ds = load_caption_pairs(val, processor.config, processor.tokenizer, skip_bad=skip_bad_images)
