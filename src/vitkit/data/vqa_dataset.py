@@ -19,7 +19,8 @@ from ..processing.vilt_config import ViLTProcessorConfig
 from ..utils.random import Rng
 from .randaugment import RandAugment
 from .vl import ImageStore, TokenizedTexts, describe_bad, group_by_image
-from .vqa import ANSWER_TYPES, load_vqa_split, soft_targets, sparse_accuracy_table
+from .vqa import load_vqa_split, soft_targets
+from .vqa_accuracy import ANSWER_TYPES, sparse_accuracy_table
 
 log = logging.getLogger("vitkit")
 

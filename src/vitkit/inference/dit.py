@@ -95,7 +95,7 @@ def judge_samples(model: nn.Module, classifier: nn.Module, *, per_class: int = 1
     classifier labels as the requested class), `sample_accuracy_per_class`, and with `data_dir` (an ImageFolder)
     `frechet_distance` (generated vs the real val images) and `frechet_distance_train_val` (real train vs real
     val, the floor to read it against), plus the images (`samples`, uint8) and their `sample_labels`."""
-    from ..diffusion.gaussian import draw_images, load_vae
+    from ..diffusion.sampling import draw_images, load_vae
 
     check_dit(model)
     c = model.config

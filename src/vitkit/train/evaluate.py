@@ -109,7 +109,8 @@ def evaluate_dit(model: nn.Module, data_dir: str | Path, *, batch_size: int = 64
     """val_loss / val_mse / val_vb of a DiT on `data_dir`'s validation split (as training reports them)."""
     from ..data.classification import load_classification_data
     from ..data.transforms import EvalTransform
-    from ..diffusion.gaussian import create_diffusion, load_vae
+    from ..diffusion.gaussian import create_diffusion
+    from ..diffusion.sampling import load_vae
     from ..inference.dit import check_dit, image_data_config
     from ..utils.distributed import DistInfo
     from .engine import StepContext

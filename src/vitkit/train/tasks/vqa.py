@@ -19,7 +19,7 @@ from torch import nn
 from torch.utils.data import DataLoader
 
 from ...data.vl import pad_ids
-from ...data.vqa import ANSWER_TYPES
+from ...data.vqa_accuracy import ANSWER_TYPES
 from ...data.vqa_dataset import ImageGroups, load_vqa_data
 from ...processing.vilt import ViLTProcessor
 from ...processing.vilt_config import ViLTProcessorConfig
