@@ -42,7 +42,8 @@ def _affine(img: Image.Image, matrix: tuple[float, ...], fill: Fill, resample: I
 
 def _apply_lut(img: Image.Image, table: np.ndarray) -> Image.Image:
     """Map every channel through a uint8[256] table. Same result as `img.point(list)` (what ImageOps uses),
-    but Pillow's `point` rounds its 768-entry list in Python on every call: ~10x slower on small images."""
+    but Pillow's `point` rounds its 768-entry list in Python on every call, which dominates on small images
+    (docs/benchmarks.md, last section)."""
     return Image.fromarray(table[np.asarray(img)])
 
 
@@ -60,7 +61,8 @@ def _histograms(img: Image.Image) -> np.ndarray:
 
 def _autocontrast(img: Image.Image) -> Image.Image:
     """ImageOps.autocontrast(img) (no cutoff), with the tables built in numpy: the same arithmetic, so the same
-    pixels, ~20x faster. Each channel is stretched so its darkest value becomes 0 and its lightest 255."""
+    pixels, without ImageOps' per-call Python work (docs/benchmarks.md, last section). Each channel is stretched
+    so its darkest value becomes 0 and its lightest 255."""
     tables = []
     ix = np.arange(256, dtype=np.float64)
     for h in _histograms(img):

@@ -17,9 +17,9 @@ Pass `scale=` to override.
 Horizontal flip is on (0.5) by default; turn it off (`hflip=0`) for data where mirroring changes the class
 (digits, text). `load_classification_data` does this for MNIST.
 
-Throughput, 32x32 images from the in-memory cache, one process, one thread (measured on the 2-core dev
-machine in CPU time): the full train pipeline ~3,000 img/s (~2,700 img/s through a DataLoader with
-collation), ~4,500 without RandAugment, eval ~4,700. So even a 2-core machine keeps a small ViT fed.
+Both pipelines are plain PIL + numpy per image, with no tensor work before normalisation: at the small sizes
+vitkit trains on CPUs that is cheap enough for a 2-core machine to keep a small ViT fed (docs/benchmarks.md,
+last section, has the throughput).
 """
 
 from __future__ import annotations

@@ -206,8 +206,8 @@ class BertTokenizer:
             inputs = batch
         self._set_truncation(max_length if truncation else None)
         # One text at a time, not encode_batch: batch encoding starts the Rust thread pool, after which a forked
-        # DataLoader worker gets tokenizers' "process just got forked" warning and loses parallelism anyway. At
-        # ~0.1 ms per question the loop costs nothing that matters.
+        # DataLoader worker gets tokenizers' "process just got forked" warning and loses parallelism anyway. A
+        # question is a few dozen characters, so the loop costs nothing next to the model (docs/benchmarks.md).
         encodings: list[Encoding] = [
             self._tok.encode(*x) if isinstance(x, tuple) else self._tok.encode(x) for x in inputs
         ]
