@@ -42,6 +42,7 @@ class SafeRoot:
         self.root = Path(root)
 
     def join(self, relative: str) -> Path:
+        """root / `relative`; DatasetError for a path that is absolute or climbs out of the root."""
         return self.root.joinpath(*_relative_parts(relative, self.root))
 
 
@@ -126,12 +127,14 @@ def expect_mapping(value: Any, where: str, keys: Sequence[str] = ()) -> dict:
 
 
 def expect_list(value: Any, where: str) -> list:
+    """`value` if it is a JSON list; otherwise DatasetError "`where` should be a JSON list, got ..."."""
     if not isinstance(value, list):
         raise DatasetError(f"{where} should be a JSON list, got {_type_name(value)}")
     return value
 
 
 def expect_str(value: Any, where: str) -> str:
+    """`value` if it is a string; otherwise DatasetError "`where` should be a string, got ..."."""
     if not isinstance(value, str):
         raise DatasetError(f"{where} should be a string, got {_type_name(value)}: {value!r:.60}")
     return value

@@ -186,7 +186,15 @@ def apply_op(
     img: Image.Image, name: str, arg: float | int | None, *, fill: Fill = 128,
     interpolation: str = "bicubic",
 ) -> Image.Image:
-    """Apply one named op with an explicit argument (as returned by `level_to_arg`)."""
+    """Apply one named op with an explicit argument.
+
+    Args:
+        img: an RGB or L PIL image.
+        name: the op, one of timm's RandAugment op names (e.g. "Rotate", "PosterizeIncreasing").
+        arg: its argument, as `level_to_arg` maps a magnitude to it (None for ops without one).
+        fill: the colour geometric ops fill uncovered pixels with (a grey level or an RGB triple).
+        interpolation: the resampling filter of geometric ops ("bicubic", "bilinear", "nearest", ...).
+    """
     return _OPS[name](img, arg, _fill_for(img, fill), pil_resampling(interpolation))
 
 
@@ -245,7 +253,20 @@ def parse_randaugment(config: str) -> RandAugmentSpec:
 
 
 class RandAugment:
-    """PIL image -> PIL image. See the module docstring; `from_string` builds one from a timm string."""
+    """PIL image -> PIL image. See the module docstring; `from_string` builds one from a timm string.
+
+    Args:
+        num_ops: ops applied to each image (drawn with replacement).
+        magnitude: the mean magnitude, 0..magnitude_max.
+        magnitude_std: the spread of each draw's magnitude (inf: uniform in 0..magnitude).
+        magnitude_max: the magnitude at which every op reaches its strongest argument (timm's 10).
+        prob: the probability that a drawn op is applied.
+        increasing: use the op variants whose severity grows with the magnitude (timm's "inc1").
+        fill: the colour geometric ops fill uncovered pixels with.
+        interpolation: the resampling filter of geometric ops.
+        translate_pct: the largest translation, as a fraction of the image's side.
+        generator: one torch / numpy / random generator for every draw (None: torch's global RNG).
+    """
 
     def __init__(
         self,
@@ -289,6 +310,7 @@ class RandAugment:
         return max(0.0, min(m, self.spec.magnitude_max))
 
     def __call__(self, img: Image.Image) -> Image.Image:
+        """`img` (RGB or L) with `num_ops` randomly drawn ops applied."""
         if img.mode not in ("RGB", "L"):
             raise ConfigError(f"RandAugment works on RGB or L images, got mode {img.mode!r}")
         fill = _fill_for(img, self.fill)

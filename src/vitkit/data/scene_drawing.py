@@ -59,40 +59,51 @@ class SceneObject:
     extent: int
 
     @property
-    def x1(self) -> int:  # exclusive
+    def x1(self) -> int:
+        """The column just right of the box (exclusive end)."""
         return self.x0 + self.extent
 
     @property
-    def y1(self) -> int:  # exclusive
+    def y1(self) -> int:
+        """The row just below the box (exclusive end)."""
         return self.y0 + self.extent
 
     @property
     def cx(self) -> float:
+        """The box's horizontal centre."""
         return self.x0 + self.extent / 2
 
     @property
     def cy(self) -> float:
+        """The box's vertical centre."""
         return self.y0 + self.extent / 2
 
     @property
     def name(self) -> str:
+        """How captions describe it: "small red circle"."""
         return f"{self.size} {self.colour} {self.shape}"
 
     def matches(self, shape: str | None = None, colour: str | None = None, size: str | None = None) -> bool:
+        """Whether the object fits the description (None matches anything)."""
         return ((shape is None or self.shape == shape) and (colour is None or self.colour == colour)
                 and (size is None or self.size == size))
 
 
 @dataclass(frozen=True)
 class Scene:
+    """A square image's background colour and objects: what questions, captions and statements are answered
+    from."""
+
     image_size: int
     background: tuple[int, int, int]
     objects: tuple[SceneObject, ...]
 
     def find(self, shape: str | None = None, colour: str | None = None, size: str | None = None) -> list[SceneObject]:
+        """The objects matching the description (None matches anything)."""
         return [o for o in self.objects if o.matches(shape, colour, size)]
 
     def count(self, shape: str | None = None, colour: str | None = None, size: str | None = None) -> int:
+        """How many objects match the description."""
         return len(self.find(shape, colour, size))
 
     def unique(self, shape: str | None = None, colour: str | None = None,
@@ -121,20 +132,30 @@ class Scene:
         return best
 
     def to_dict(self) -> dict:
+        """Plain JSON types, as the generators' summaries record scenes."""
         return {"image_size": self.image_size, "background": list(self.background),
                 "objects": [{"shape": o.shape, "colour": o.colour, "size": o.size, "x0": o.x0, "y0": o.y0,
                              "extent": o.extent} for o in self.objects]}
 
 
 def check_image_size(image_size: int) -> None:
+    """ConfigError unless `image_size` is an integer >= 32 (smaller images leave no room between objects)."""
     if int(image_size) != image_size or image_size < 32:
         raise ConfigError(f"image_size must be an integer >= 32, got {image_size!r}")
 
 
 def sample_scene(rng: np.random.Generator, image_size: int = 64, *, num_objects: int | None = None,
                  max_objects: int = MAX_OBJECTS, tint: int = 8) -> Scene:
-    """A random scene: `num_objects` (default uniform in 1..max_objects) non-overlapping objects, each fully inside
-    the image with a free gap around it, on the light background shifted by up to +-`tint` per channel."""
+    """A random scene: non-overlapping objects, each fully inside the image with a free gap around it, on the
+    light background.
+
+    Args:
+        rng: the random source.
+        image_size: the side of the square image, >= 32 pixels.
+        num_objects: how many objects (None: uniform in 1..max_objects).
+        max_objects: the most objects a scene gets when `num_objects` is None (at most MAX_OBJECTS).
+        tint: the background colour is shifted by up to +-tint per channel.
+    """
     check_image_size(image_size)
     if not 1 <= max_objects <= MAX_OBJECTS:
         raise ConfigError(f"max_objects must be in 1..{MAX_OBJECTS}, got {max_objects}")

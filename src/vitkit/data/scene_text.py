@@ -27,6 +27,7 @@ _WORDS = ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight"
 
 
 def number_word(n: int) -> str:
+    """0..10 as an English word ("three"), larger numbers as digits."""
     return _WORDS[n] if 0 <= n < len(_WORDS) else str(n)
 
 
@@ -78,6 +79,8 @@ ZERO_COUNT_PROB = 0.15  # how often a "how many {shape|colour}" question asks ab
 
 @dataclass(frozen=True)
 class Question:
+    """A question drawn from a template for a scene, with its ground-truth answer and the template's values."""
+
     template: str
     text: str
     answer: str
@@ -85,14 +88,17 @@ class Question:
 
     @property
     def answer_type(self) -> str:
+        """The official VQA answer type: "yes/no", "number" or "other"."""
         return TEMPLATES[self.template][0]
 
     @property
     def question_type(self) -> str:
+        """VQA's question type: the question's first words ("how many", "what color is the", ...)."""
         return TEMPLATES[self.template][1]
 
 
 def question_text(template: str, **params: str) -> str:
+    """The question `template` asks with these values ("is there a red circle?")."""
     return _TEXT[template].format(**params)
 
 
@@ -139,8 +145,16 @@ def answer_question(scene: Scene, template: str, **params: str) -> str | None:
 
 def sample_question(scene: Scene, template: str, rng: np.random.Generator, *, want: str | None = None,
                     exclude: set[str] | frozenset[str] = frozenset()) -> Question | None:
-    """A random instance of `template` that is answerable for `scene` (unique referent), not in `exclude`
-    (question texts), and, for yes/no templates with `want`, has that answer. None when there is none."""
+    """A random instance of `template` that the scene answers (a referring expression matches exactly one object),
+    or None when there is none.
+
+    Args:
+        scene: the scene asked about.
+        template: a key of `TEMPLATES`.
+        rng: the random source.
+        want: for yes/no templates, the answer the question must have (None: either).
+        exclude: question texts already asked about this scene.
+    """
     cands = []
     for params in _GRID[template]:
         ans = answer_question(scene, template, **params)
@@ -161,6 +175,8 @@ def sample_question(scene: Scene, template: str, rng: np.random.Generator, *, wa
 
 
 def resolve_mix(mix: Mapping[str, float] | None) -> dict[str, float]:
+    """Per-template weights from weights by template name and / or answer type (an answer type's weight is
+    shared equally by its templates); None gives `DEFAULT_MIX`. Unknown keys and negative weights raise."""
     if mix is None:
         return dict(DEFAULT_MIX)
     weights = dict.fromkeys(TEMPLATES, 0.0)
@@ -203,6 +219,7 @@ class QuestionSampler:
         return "yes" if self.rng.random() < 0.5 else "no"
 
     def questions(self, scene: Scene, n: int) -> list[Question]:
+        """Up to `n` distinct questions about `scene` (fewer only when the scene answers fewer)."""
         out: list[Question] = []
         seen: set[str] = set()
         for _ in range(20 * n):
@@ -328,6 +345,7 @@ _NLVR2_GRID: dict[str, list[dict]] = {
 
 
 def statement_text(template: str, **params) -> str:
+    """The NLVR2 statement `template` makes with these values ("the left image has more circles than ...")."""
     p = dict(params)
     if "side" in p:
         p["other"] = "right" if p["side"] == "left" else "left"
@@ -361,7 +379,18 @@ def statement_truth(left: Scene, right: Scene, template: str, **params) -> bool:
 
 
 def sample_statement(left: Scene, right: Scene, template: str, want: bool, rng: np.random.Generator,
-                      exclude: set[str]) -> tuple[str, dict] | None:
+                     exclude: set[str]) -> tuple[str, dict] | None:
+    """A random (text, values) of an NLVR2 statement template with the wanted truth; "exactly n objects"
+    statements only as near misses. None when there is none.
+
+    Args:
+        left: the pair's left image (img0).
+        right: the pair's right image (img1).
+        template: a key of `NLVR2_TEMPLATES`.
+        want: whether the statement must be true or false of the pair.
+        rng: the random source.
+        exclude: statement texts already made about this pair.
+    """
     total = len(left.objects) + len(right.objects)
     cands = []
     for params in _NLVR2_GRID[template]:

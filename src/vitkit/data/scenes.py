@@ -86,14 +86,17 @@ VQA_SUBTYPES = ("train2014", "val2014")
 
 
 def vqa_image_name(subtype: str, image_id: int) -> str:
+    """COCO's image file name for `image_id` in `subtype` ("train2014", ...)."""
     return f"COCO_{subtype}_{image_id:012d}.jpg"
 
 
 def vqa_question_file(subtype: str) -> str:
+    """The official VQAv2 questions file name of `subtype`."""
     return f"v2_OpenEnded_mscoco_{subtype}_questions.json"
 
 
 def vqa_annotation_file(subtype: str) -> str:
+    """The official VQAv2 annotations file name of `subtype`."""
     return f"v2_mscoco_{subtype}_annotations.json"
 
 
@@ -123,7 +126,20 @@ def build_vqa_splits(*, num_train: int = 3000, num_val: int = 500, questions_per
                      image_size: int = 64, seed: int = 0, noise: float = 0.1, captions: bool = True,
                      mix: Mapping[str, float] | None = None) -> dict[str, VQASplit]:
     """The in-memory content `generate_vqa_scenes` writes, keyed "train2014" / "val2014". Train image ids are
-    1..num_train, val ids num_train+1..num_train+num_val; question_id = image_id * 1000 + k."""
+    1..num_train, val ids num_train+1..num_train+num_val; question_id = image_id * 1000 + k.
+
+    Args:
+        num_train: training images (ids 1..num_train).
+        num_val: validation images (the ids after them).
+        questions_per_image: distinct questions asked about each image (1..999).
+        image_size: the side of the square images, >= 32 pixels.
+        seed: everything is drawn from it, so a seed gives the same dataset.
+        noise: the probability that each of the 10 annotators gives a plausible wrong answer.
+        captions: also write five captions per image (COCO captions files and a Karpathy split).
+        mix: relative question weights by template name (`TEMPLATES`) and / or answer type ("yes/no",
+            "number", "other", shared equally by its templates); None: `DEFAULT_MIX` (35% yes/no, 25% number,
+            40% other).
+    """
     _check_common(num_train, "num_train")
     _check_common(num_val, "num_val")
     check_image_size(image_size)
@@ -186,11 +202,21 @@ def generate_vqa_scenes(out_dir: str | Path, *, num_train: int = 3000, num_val: 
                         questions_per_image: int = 7, image_size: int = 64, seed: int = 0, noise: float = 0.1,
                         captions: bool = True, mix: Mapping[str, float] | None = None) -> dict:
     """Write a VQAv2-format dataset of procedural scenes to `out_dir` (see the module docstring for the files).
+    Returns a summary (counts per split, answer types, templates, yes/no balance, the answer set, seconds).
 
-    `noise`: probability that each of the 10 annotators gives a plausible wrong answer. `mix`: relative weights
-    by template name (`TEMPLATES`) and / or answer type ("yes/no", "number", "other"; shared equally by its
-    templates); default `DEFAULT_MIX` (35% yes/no, 25% number, 40% other). Returns a summary (counts per split,
-    answer types, templates, yes/no balance, the answer set, seconds)."""
+    Args:
+        out_dir: the folder to write (created if missing).
+        num_train: training images (ids 1..num_train).
+        num_val: validation images (the ids after them).
+        questions_per_image: distinct questions asked about each image (1..999).
+        image_size: the side of the square images, >= 32 pixels.
+        seed: everything is drawn from it, so a seed gives the same dataset.
+        noise: the probability that each of the 10 annotators gives a plausible wrong answer.
+        captions: also write five captions per image (COCO captions files and a Karpathy split).
+        mix: relative question weights by template name (`TEMPLATES`) and / or answer type ("yes/no",
+            "number", "other", shared equally by its templates); None: `DEFAULT_MIX` (35% yes/no, 25% number,
+            40% other).
+    """
     start = time.perf_counter()
     out = Path(out_dir)
     splits = build_vqa_splits(num_train=num_train, num_val=num_val, questions_per_image=questions_per_image,
@@ -284,6 +310,8 @@ SENTENCES_PER_PAIR = 2
 
 @dataclass(frozen=True)
 class NLVR2Example:
+    """One generated NLVR2 statement about a pair of scenes, with its truth and where its images go."""
+
     identifier: str  # "{split}-{set}-{pair}-{sentence}"
     sentence: str
     label: bool
@@ -293,15 +321,18 @@ class NLVR2Example:
     directory: str | None  # train only
 
     @property
-    def pair_id(self) -> str:  # the identifier without its trailing sentence index: the images' name stem
+    def pair_id(self) -> str:
+        """The identifier without its trailing sentence index: the stem of the pair's image names."""
         return self.identifier.rsplit("-", 1)[0]
 
     def image_paths(self) -> tuple[str, str]:
+        """The left and right image paths relative to the dataset folder, in NLVR2's naming."""
         split = self.identifier.split("-", 1)[0]
         folder = f"{split}/{self.directory}" if self.directory is not None else split
         return f"{folder}/{self.pair_id}-img0.png", f"{folder}/{self.pair_id}-img1.png"
 
     def record(self) -> dict:
+        """The line NLVR2's `{split}.json` holds for this statement."""
         rec: dict = {"identifier": self.identifier, "sentence": self.sentence, "label": str(self.label)}
         if self.directory is not None:
             rec["directory"] = self.directory
@@ -347,7 +378,15 @@ def generate_nlvr2_scenes(out_dir: str | Path, *, num_train: int = 2000, num_dev
                           seed: int = 0) -> dict:
     """Write an NLVR2-format dataset of procedural scene pairs: `train.json` / `dev.json` (json lines),
     `train/{directory}/{split}-{set}-{pair}-img{0,1}.png`, `dev/dev-{set}-{pair}-img{0,1}.png`. Returns a summary
-    (examples, pairs, True / False counts and templates per split, seconds)."""
+    (examples, pairs, True / False counts and templates per split, seconds).
+
+    Args:
+        out_dir: the folder to write (created if missing).
+        num_train: training statements.
+        num_dev: dev statements.
+        image_size: the side of the square images, >= 32 pixels.
+        seed: everything is drawn from it, so a seed gives the same dataset.
+    """
     start = time.perf_counter()
     out = Path(out_dir)
     summary: dict = {"out_dir": str(out), "splits": {}, "image_size": image_size, "seed": seed}

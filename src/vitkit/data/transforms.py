@@ -79,6 +79,7 @@ class DataConfig:
 
     @property
     def size_hw(self) -> tuple[int, int]:
+        """The model's input size as (height, width)."""
         return (self.img_size, self.img_size) if isinstance(self.img_size, int) else self.img_size
 
     @property
@@ -113,6 +114,7 @@ class ToNormalizedTensor:
         self.bias = (-torch.tensor(mean, dtype=torch.float32) / std_t).view(-1, 1, 1)
 
     def __call__(self, img: Image.Image) -> torch.Tensor:
+        """The image as a normalised float tensor [C, H, W]."""
         arr = np.array(img, dtype=np.uint8, copy=True)  # a writable copy: torch.from_numpy warns on read-only
         x = torch.from_numpy(arr)
         x = x[None] if x.ndim == 2 else x.permute(2, 0, 1)  # [C, H, W]
@@ -134,6 +136,7 @@ def resize_shorter(img: Image.Image, size: int, resample: Image.Resampling) -> I
 
 
 def center_crop(img: Image.Image, size_hw: tuple[int, int]) -> Image.Image:
+    """The centred (height, width) = `size_hw` crop of `img`, with timm's rounding of the offsets."""
     th, tw = size_hw
     w, h = img.size
     if (w, h) == (tw, th):
@@ -163,6 +166,7 @@ class EvalTransform:
         return center_crop(img, self.config.size_hw)
 
     def __call__(self, img: Image.Image) -> torch.Tensor:
+        """`img` as the model sees it: a normalised float tensor [C, H, W]."""
         return self.to_tensor(self.crop(img))
 
     def __repr__(self) -> str:
@@ -174,7 +178,15 @@ def random_resized_crop_params(
     width: int, height: int, scale: tuple[float, float], ratio: tuple[float, float], rng: Rng
 ) -> tuple[int, int, int, int]:
     """torchvision's RandomResizedCrop.get_params: (top, left, h, w) covering a `scale` fraction of the area
-    at an aspect ratio log-uniform in `ratio`; 10 tries, then the largest centred crop within `ratio`."""
+    at an aspect ratio log-uniform in `ratio`; 10 tries, then the largest centred crop within `ratio`.
+
+    Args:
+        width: the image's width in pixels.
+        height: the image's height in pixels.
+        scale: (min, max) fraction of the image's area the crop covers.
+        ratio: (min, max) aspect ratio (width / height) of the crop.
+        rng: the random source.
+    """
     area = width * height
     log_lo, log_hi = math.log(ratio[0]), math.log(ratio[1])
     for _ in range(10):
@@ -210,6 +222,7 @@ class RandomErasing:
         self.rng = as_rng(generator)
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        """Erase one random rectangle of `x` [C, H, W] with probability `prob` (in place; returns x)."""
         if self.prob == 0.0 or self.rng.random() >= self.prob:
             return x
         c, height, width = x.shape
@@ -228,12 +241,17 @@ class RandomErasing:
 class TrainTransform:
     """RandomResizedCrop -> horizontal flip -> RandAugment -> normalise -> random erasing. PIL -> [C, H, W].
 
-    `shift`: instead of RandomResizedCrop, resize the whole image to the target size and translate it by up
-    to `shift` pixels each way (zero fill, as CIFAR's pad-and-crop) — the gentle geometry that suits tiny
-    images of small objects (digits), where zooming and aspect changes alter stroke widths.
-    `scale`: crop area range, default `default_crop_scale(img_size)`; `ratio`: aspect range; `hflip`: flip
-    probability; `randaugment`: a timm string (None or "" disables it); `re_prob`: random erasing probability;
-    `generator`: one torch / numpy / random generator for every random choice (None: torch's global RNG).
+    Args:
+        config: the model's input geometry and normalisation.
+        scale: RandomResizedCrop's area range (None: `default_crop_scale(img_size)`).
+        ratio: RandomResizedCrop's aspect range.
+        hflip: horizontal flip probability.
+        randaugment: a timm RandAugment string (None or "" disables it).
+        re_prob: random erasing probability.
+        generator: one torch / numpy / random generator for every random choice (None: torch's global RNG).
+        shift: instead of RandomResizedCrop, resize the whole image to the target size and translate it by up
+            to `shift` pixels each way (zero fill, as CIFAR's pad-and-crop): the gentle geometry that suits
+            tiny images of small objects (digits), where zooming and aspect changes alter stroke widths.
     """
 
     def __init__(
@@ -275,6 +293,7 @@ class TrainTransform:
         self.erase = RandomErasing(re_prob, generator=self.rng)
 
     def __call__(self, img: Image.Image) -> torch.Tensor:
+        """One augmented view of `img` as a normalised float tensor [C, H, W]."""
         img = _ensure_mode(img, self.config.mode)
         th, tw = self.config.size_hw
         if self.shift is not None:
@@ -310,7 +329,19 @@ def build_transforms(
     generator: GeneratorLike | Rng = None,
     shift: int | None = None,
 ) -> tuple[TrainTransform, EvalTransform]:
-    """(train, eval) transforms for `config`; the keyword options are `TrainTransform`'s."""
+    """(train, eval) transforms for `config`.
+
+    Args:
+        config: the model's input geometry and normalisation.
+        scale: RandomResizedCrop's area range (None: `default_crop_scale(img_size)`).
+        ratio: RandomResizedCrop's aspect range.
+        hflip: horizontal flip probability.
+        randaugment: a timm RandAugment string (None or "" disables it).
+        re_prob: random erasing probability.
+        generator: one torch / numpy / random generator for every random choice (None: torch's global RNG).
+        shift: translate the whole resized image by up to this many pixels instead of cropping (see
+            `TrainTransform`).
+    """
     train = TrainTransform(
         config, scale=scale, ratio=ratio, hflip=hflip, randaugment=randaugment, re_prob=re_prob, generator=generator,
         shift=shift,

@@ -73,6 +73,7 @@ class ImageStore:
         return torch.from_numpy(np.asarray(img).transpose(2, 0, 1).copy())  # [3, h, w] uint8
 
     def is_bad(self, i: int) -> bool:
+        """Whether image `i` could not be read (only ever True with skip_bad)."""
         if self._cache is not None:
             return self._cache[i] is None
         return self.paths[i] in self._bad_set
@@ -121,6 +122,7 @@ class TokenizedTexts:
 
     @classmethod
     def build(cls, texts: Sequence[str], tokenizer: BertTokenizer, max_length: int) -> TokenizedTexts:
+        """Tokenise `texts` once, each cut to `max_length` tokens ([CLS]/[SEP] included)."""
         if not texts:
             z = torch.zeros(0, 1, dtype=torch.long)
             return cls(z, torch.zeros(0, dtype=torch.long), z)
@@ -209,7 +211,18 @@ def whole_word_mask(
     """BERT-style masking by whole words (ViLT's whole-word masking): each word of each text is picked with
     probability `prob`; every word piece of a picked word is a target and is replaced by [MASK] 80% of the time,
     a random token 10%, itself 10%. Returns (masked ids, labels with -100 where nothing is predicted).
-    A text in which no word was drawn gets one word picked at random, so every text contributes a target."""
+    A text in which no word was drawn gets one word picked at random, so every text contributes a target.
+
+    Args:
+        input_ids: token ids [B, L].
+        word_ids: the source word of each token [B, L], -1 on special tokens (the tokenizer's `word_ids`).
+        attention_mask: 1 on real tokens [B, L].
+        vocab_size: random replacements are drawn from 0..vocab_size-1.
+        mask_token_id: the id of [MASK].
+        special_ids: ids never picked ([CLS], [SEP], [PAD], ...).
+        prob: the probability that a word is picked.
+        generator: the random source (None: torch's global RNG).
+    """
     B, L = input_ids.shape
     real = (attention_mask > 0) & (word_ids >= 0)
     for t in special_ids:
@@ -233,6 +246,7 @@ def whole_word_mask(
 
 
 def describe_bad(bad: Sequence[Path], limit: int = 5) -> str:
+    """One log line naming the first `limit` unreadable images and how many there were."""
     shown = ", ".join(str(p) for p in bad[:limit])
     more = f" and {len(bad) - limit} more" if len(bad) > limit else ""
     return f"{len(bad)} unreadable image(s) skipped: {shown}{more}"

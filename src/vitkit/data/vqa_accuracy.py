@@ -269,6 +269,7 @@ class VQAAccuracyTable:
                                                             device=self.values.device)).sum(dim=1)
 
     def to(self, device: torch.device | str) -> VQAAccuracyTable:
+        """The table on `device`."""
         return VQAAccuracyTable(self.indices.to(device), self.values.to(device), self.num_answers)
 
     def to_dense(self) -> torch.Tensor:

@@ -49,12 +49,15 @@ class TextMirror:
             [index.get(pattern.sub(lambda m: swap[m.group(1)], a), -1) for a in answers], dtype=torch.long)
 
     def ids(self, ids: torch.Tensor) -> torch.Tensor:
+        """Token ids of a question about the mirrored image (side words swapped)."""
         return self.token_map[ids]
 
     def can_mirror(self, answer_indices: torch.Tensor) -> bool:
+        """Whether every one of these vocabulary answers has a mirrored counterpart in the vocabulary."""
         return bool((self.answer_map[answer_indices] >= 0).all())
 
     def answers(self, indices: torch.Tensor) -> torch.Tensor:
+        """Vocabulary indices of the mirrored answers (-1 where an answer has none)."""
         return self.answer_map[indices]
 
 
@@ -64,8 +67,17 @@ class VQADataset(Dataset):
     Each question's accuracy table lists the official accuracy of every vocabulary answer an annotator gave
     (any other prediction scores 0), so evaluating an argmax is a lookup.
 
-    `hflip` (with `mirror` and `rng`): the probability of a horizontal flip, the question and its answers
-    mirrored with it (`TextMirror`); an image whose questions cannot all be mirrored is never flipped.
+    Args:
+        questions: the `VQAQuestion`s.
+        store: their images, decoded at the model's geometry.
+        image_rows: the index in `store` of each question's image.
+        texts: the questions tokenised, one row per question.
+        answers: the answer vocabulary (the head's labels).
+        randaugment: applied to each image as it is drawn (None: no augmentation).
+        hflip: the probability of a horizontal flip, the question and its answers mirrored with it; an image
+            whose questions cannot all be mirrored is never flipped.
+        mirror: what a flip does to questions and answers (required with hflip).
+        rng: the random source of flips (None: a fresh `Rng`).
     """
 
     in_memory = True  # decoded images and tokenised text live in memory; workers would only copy them
@@ -107,6 +119,7 @@ class VQADataset(Dataset):
                 and bool(self.mirrorable[torch.as_tensor(questions, dtype=torch.long)].all()))
 
     def load_image(self, row: int, *, flip: bool = False) -> torch.Tensor:
+        """Image `row` of the store as uint8 [3, h, w], augmented, and mirrored when `flip`."""
         image = self.store[row]
         if self.randaugment is not None:
             pil = self.randaugment(Image.fromarray(image.permute(1, 2, 0).numpy()))
@@ -114,6 +127,7 @@ class VQADataset(Dataset):
         return image.flip(-1) if flip else image
 
     def question(self, i: int, *, mirrored: bool = False) -> dict[str, Any]:
+        """Question `i`'s ids, soft targets, accuracy table and answer type (mirrored when `mirrored`)."""
         row = self.text_rows[i]
         ids = self.texts.ids[row, : int(self.texts.lengths[row])]
         targets, accuracy = self.targets[i], self.accuracy[i]
@@ -146,7 +160,20 @@ class ImageGroups(Dataset):
 def load_vqa_data(data: Path, processor_config: ViLTProcessorConfig, tokenizer: Any, *, split: str,
                   answers: Sequence[str], randaugment: RandAugment | None = None, skip_bad_images: bool = False,
                   questions: Sequence[Any] | None = None, hflip: float = 0.0, rng: Rng | None = None) -> VQADataset:
-    """One split of a VQAv2-layout folder as a VQADataset (images decoded once when they fit in memory)."""
+    """One split of a VQAv2-layout folder as a VQADataset (images decoded once when they fit in memory).
+
+    Args:
+        data: the VQAv2-layout folder.
+        processor_config: the model's image geometry and text length.
+        tokenizer: the BERT tokenizer the model reads.
+        split: "train2014", "val2014", ...
+        answers: the answer vocabulary (the head's labels).
+        randaugment: training augmentation (None: none).
+        skip_bad_images: drop questions whose image cannot be read instead of stopping with its name.
+        questions: the split's questions if already read (None: read them from `data`).
+        hflip: horizontal flip probability, questions mirrored with their image.
+        rng: the random source of flips.
+    """
     qs = list(questions) if questions is not None else load_vqa_split(data, split)
     paths = sorted({q.image_path for q in qs})
     row_of = {p: i for i, p in enumerate(paths)}

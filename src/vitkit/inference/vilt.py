@@ -211,6 +211,7 @@ def _forward_pairs(
 
 
 def head_logits(model: ViLT, out: ViLTOutput, head: str) -> torch.Tensor:
+    """The logits of `head` in a ViLT output: `out.logits` for the model's task head, else its extra head's."""
     return out.logits if model.config.task == head else out.extra_logits[head]
 
 
@@ -233,6 +234,14 @@ def vqa(
     too. Labels come from `model.config.labels` (`answer_<i>` when the model has none). One image and one
     question give one list; a list of either (one image for many questions, or one question for many images, or
     equally many of both) gives one list per pair.
+
+    Args:
+        model: a ViLT with a "vqa" head.
+        image: a PIL image, an HW/HWC array or a file path, or a list of them.
+        question: a question, or a list of them.
+        top_k: how many answers per pair.
+        batch_size: image-question pairs per forward.
+        processor: the ViLT processor to use; None builds it from the model's config (`processor_for`).
     """
     vilt = require_vilt(model, "vqa")
     processor = processor or processor_for(vilt)
@@ -259,7 +268,15 @@ def itm_score(
 ) -> float | list[float]:
     """Probability that `text` describes `image`: softmax over the ITM head's two logits, index 1 = match (as
     ViLT's pretraining labels them). Works for ITM models and any ViLT with "itm" among its extra heads (the
-    pretraining checkpoint). One pair gives a float; lists (broadcast as in `vqa`) give a list."""
+    pretraining checkpoint). One pair gives a float; lists (broadcast as in `vqa`) give a list.
+
+    Args:
+        model: a ViLT with an "itm" head.
+        image: a PIL image, an HW/HWC array or a file path, or a list of them.
+        text: a caption, or a list of them.
+        batch_size: image-text pairs per forward.
+        processor: the ViLT processor to use; None builds it from the model's config (`processor_for`).
+    """
     vilt = require_vilt(model, "itm")
     processor = processor or processor_for(vilt)
     images, texts, single = _pair_up(image, text)
@@ -283,7 +300,16 @@ def fill_mask(
     """Fill each `[MASK]` in `text` from the image: for every [MASK], in order, the top-k
     `{"token", "token_id", "score"}` WordPiece predictions of the MLM head (softmax over the vocabulary, each
     position on its own, as BERT's fill-mask). Every text needs at least one [MASK]. One pair gives the
-    per-mask list; lists (broadcast as in `vqa`) give one such list per pair."""
+    per-mask list; lists (broadcast as in `vqa`) give one such list per pair.
+
+    Args:
+        model: a ViLT with an "mlm" head.
+        image: a PIL image, an HW/HWC array or a file path, or a list of them.
+        text: a text with one or more "[MASK]", or a list of them.
+        top_k: how many tokens per [MASK].
+        batch_size: image-text pairs per forward.
+        processor: the ViLT processor to use; None builds it from the model's config (`processor_for`).
+    """
     vilt = require_vilt(model, "mlm")
     processor = processor or processor_for(vilt)
     images, texts, single = _pair_up(image, text)
@@ -326,6 +352,13 @@ def retrieval_scores(
     probability (softmax index 1). Each image is embedded once (`ViLT.embed_image` + its modality type; images
     go `batch_size` at a time) and each text tokenized once; per pair only the text look-up and the joint
     transformer (`ViLT.forward_joint`) run, `batch_size` pairs at a time, each batch cut to its longest text.
+
+    Args:
+        model: a ViLT with a "retrieval" or an "itm" head.
+        images: one image or a list (PIL images, HW/HWC arrays or file paths).
+        texts: one text or a list.
+        batch_size: images embedded, and image-text pairs scored, per forward.
+        processor: the ViLT processor to use; None builds it from the model's config (`processor_for`).
     """
     heads = require_vilt(model).config.heads
     head = "retrieval" if "retrieval" in heads else "itm"
@@ -361,11 +394,21 @@ def score_embedded_pairs(
     batch_size: int = 64,
     segments: torch.Tensor | None = None,
 ) -> torch.Tensor:
-    """Every embedded image against every text: [I, T] scores on the CPU (the rank logit for head "retrieval",
-    the ITM match probability for "itm"). `embedded`: `_embed_images`' (tokens with modality type, masks,
-    patch_index); `ids` / `text_masks` / `segments` [T, L] on the model's device, `lengths` [T] on the CPU. Per
-    pair only the text look-up and the joint encoder run, `batch_size` pairs at a time, shortest texts first so
-    each batch is cut to the least padding."""
+    """Every embedded image against every text: [I, T] scores on the CPU. Per pair only the text look-up and the
+    joint encoder run, `batch_size` pairs at a time, shortest texts first so each batch is cut to the least
+    padding.
+
+    Args:
+        model: the ViLT.
+        embedded: the images' half of the input, computed once: (tokens [I, 1+N, D] with modality type 1,
+            masks [I, 1+N], patch_index [I, N, 2]), as `ViLT.embed_image` plus the type embedding gives them.
+        ids: token ids [T, L] on the model's device.
+        text_masks: attention masks [T, L] on the model's device.
+        lengths: real tokens per text [T], on the CPU (batches are cut to their longest text without a sync).
+        head: "retrieval" (the rank logit) or "itm" (the match probability).
+        batch_size: image-text pairs per forward.
+        segments: token type ids [T, L] on the model's device (None: all zeros).
+    """
     image, image_masks, patch_index = embedded
     I, T = image.shape[0], ids.shape[0]
     by_length = lengths.argsort(stable=True)
@@ -416,7 +459,16 @@ def rank_texts(
     processor: ViLTProcessor | None = None,
 ) -> list[dict[str, Any]]:
     """Text retrieval: `texts` ranked for one image, best first, as `{"index", "score"}` (index into `texts`;
-    score as in `retrieval_scores`). The image is embedded once; each extra text costs one encoder pass."""
+    score as in `retrieval_scores`). The image is embedded once; each extra text costs one encoder pass.
+
+    Args:
+        model: a ViLT with a "retrieval" or an "itm" head.
+        image: one image (PIL image, HW/HWC array or file path).
+        texts: the candidate texts.
+        top_k: how many to return (None: all, ranked).
+        batch_size: image-text pairs per forward.
+        processor: the ViLT processor to use; None builds it from the model's config (`processor_for`).
+    """
     if not is_single_image(image):
         raise VitkitError("rank_texts takes one image (use retrieval_scores for many)")
     return _ranked(retrieval_scores(model, image, texts, batch_size=batch_size, processor=processor)[0], top_k)
@@ -432,7 +484,16 @@ def rank_images(
     processor: ViLTProcessor | None = None,
 ) -> list[dict[str, Any]]:
     """Image retrieval: `images` ranked for one text, best first, as `{"index", "score"}` (index into `images`;
-    score as in `retrieval_scores`). Each image is embedded once and the text once."""
+    score as in `retrieval_scores`). Each image is embedded once and the text once.
+
+    Args:
+        model: a ViLT with a "retrieval" or an "itm" head.
+        images: the candidate images (PIL images, HW/HWC arrays or file paths).
+        text: one text.
+        top_k: how many to return (None: all, ranked).
+        batch_size: images embedded, and image-text pairs scored, per forward.
+        processor: the ViLT processor to use; None builds it from the model's config (`processor_for`).
+    """
     if not isinstance(text, str):
         raise VitkitError("rank_images takes one text (use retrieval_scores for many)")
     return _ranked(retrieval_scores(model, images, text, batch_size=batch_size, processor=processor)[:, 0], top_k)

@@ -86,10 +86,19 @@ class ViLTProcessor:
         return_word_ids: bool = False,
     ) -> dict[str, torch.Tensor]:
         """-> `input_ids`, `attention_mask`, `token_type_ids` [B, L] long (when `text` is given) and `pixel_values`
-        [B, 3, H, W] float32, `pixel_mask` [B, H, W] long (when `images` are given). Text is truncated to
-        `max_length` tokens (transformers' argument name; default: the config's `max_text_len`, 40) and padded to
-        the longest text ("max_length" pads to it).
-        `return_word_ids` adds the tokenizer's `word_ids` [B, L] (-1 on special tokens), for whole-word masking."""
+        [B, 3, H, W] float32, `pixel_mask` [B, H, W] long (when `images` are given).
+
+        Args:
+            images: an image (PIL image, HW/HWC numpy array or file path) or a list of them; an NHWC array is
+                a batch.
+            text: a text or a list of texts, as many as the images when both are given.
+            max_length: tokens per text, [CLS]/[SEP] included (transformers' argument name; None: the config's
+                `max_text_len`, 40); longer texts are truncated.
+            padding: "longest" pads to the batch's longest text, "max_length" to `max_length`.
+            return_tensors: "pt" (torch tensors), the only kind returned.
+            return_word_ids: add the tokenizer's `word_ids` [B, L] (-1 on special tokens), for whole-word
+                masking.
+        """
         if return_tensors != "pt":
             raise ConfigError(f"return_tensors={return_tensors!r}: only 'pt' (torch tensors) is supported")
         if images is None and text is None:

@@ -136,6 +136,7 @@ class ViLTProcessorConfig:
         return getattr(self, new)
 
     def to_dict(self) -> dict[str, Any]:
+        """The settings as plain JSON types, under their current names."""
         return config_to_dict(self)
 
     @classmethod

@@ -23,6 +23,9 @@ MODEL_TYPES: dict[str, type[PretrainedModel]] = {
 
 @dataclass(frozen=True)
 class ModelEntry:
+    """A registered model: its name, its config (the architecture and, for presets, the preprocessing) and the
+    one-line description `vitkit models` prints."""
+
     name: str
     config: Any
     description: str
@@ -32,6 +35,7 @@ _REGISTRY: dict[str, ModelEntry] = {}
 
 
 def register(name: str, config: Any, description: str) -> None:
+    """Add a model under `name` (a name registered twice is a programming error: ValueError)."""
     if name in _REGISTRY:
         raise ValueError(f"model {name!r} is registered twice")
     _REGISTRY[name] = ModelEntry(name, config, description)
@@ -43,6 +47,7 @@ def list_models(pattern: str = "*") -> list[str]:
 
 
 def model_entry(name: str) -> ModelEntry:
+    """The registered entry of `name`; an unknown name raises ConfigError suggesting the closest one."""
     if name not in _REGISTRY:
         raise ConfigError(f"unknown model {name!r}{did_you_mean(name, _REGISTRY)}; see vitkit.list_models()")
     return _REGISTRY[name]
@@ -54,6 +59,7 @@ def get_config(name: str, **overrides: Any) -> Any:
 
 
 def model_class_for(config: Any) -> type[PretrainedModel]:
+    """The model class (ViT, ViLT, DiT) that a config object builds."""
     for cls in MODEL_TYPES.values():
         if isinstance(config, cls.config_class):
             return cls
@@ -61,6 +67,7 @@ def model_class_for(config: Any) -> type[PretrainedModel]:
 
 
 def build_model(config: Any) -> PretrainedModel:
+    """A randomly initialised model of `config`'s class."""
     return model_class_for(config)(config)
 
 
