@@ -126,20 +126,8 @@ def build_vqa_splits(*, num_train: int = 3000, num_val: int = 500, questions_per
                      image_size: int = 64, seed: int = 0, noise: float = 0.1, captions: bool = True,
                      mix: Mapping[str, float] | None = None) -> dict[str, VQASplit]:
     """The in-memory content `generate_vqa_scenes` writes, keyed "train2014" / "val2014". Train image ids are
-    1..num_train, val ids num_train+1..num_train+num_val; question_id = image_id * 1000 + k.
-
-    Args:
-        num_train: training images (ids 1..num_train).
-        num_val: validation images (the ids after them).
-        questions_per_image: distinct questions asked about each image (1..999).
-        image_size: the side of the square images, >= 32 pixels.
-        seed: everything is drawn from it, so a seed gives the same dataset.
-        noise: the probability that each of the 10 annotators gives a plausible wrong answer.
-        captions: also write five captions per image (COCO captions files and a Karpathy split).
-        mix: relative question weights by template name (`TEMPLATES`) and / or answer type ("yes/no",
-            "number", "other", shared equally by its templates); None: `DEFAULT_MIX` (35% yes/no, 25% number,
-            40% other).
-    """
+    1..num_train, val ids num_train+1..num_train+num_val; question_id = image_id * 1000 + k. The arguments are
+    `generate_vqa_scenes`'s (its Args section says what each means), without `out_dir`."""
     _check_common(num_train, "num_train")
     _check_common(num_val, "num_val")
     check_image_size(image_size)

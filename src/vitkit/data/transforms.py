@@ -329,19 +329,8 @@ def build_transforms(
     generator: GeneratorLike | Rng = None,
     shift: int | None = None,
 ) -> tuple[TrainTransform, EvalTransform]:
-    """(train, eval) transforms for `config`.
-
-    Args:
-        config: the model's input geometry and normalisation.
-        scale: RandomResizedCrop's area range (None: `default_crop_scale(img_size)`).
-        ratio: RandomResizedCrop's aspect range.
-        hflip: horizontal flip probability.
-        randaugment: a timm RandAugment string (None or "" disables it).
-        re_prob: random erasing probability.
-        generator: one torch / numpy / random generator for every random choice (None: torch's global RNG).
-        shift: translate the whole resized image by up to this many pixels instead of cropping (see
-            `TrainTransform`).
-    """
+    """(train, eval) transforms for `config`; the arguments are `TrainTransform`'s (its Args section says what
+    each means)."""
     train = TrainTransform(
         config, scale=scale, ratio=ratio, hflip=hflip, randaugment=randaugment, re_prob=re_prob, generator=generator,
         shift=shift,
