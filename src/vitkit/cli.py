@@ -161,7 +161,7 @@ def _cmd_sample(args: argparse.Namespace) -> int:
 
     from PIL import Image
 
-    from .diffusion.gaussian import draw_images, load_vae
+    from .diffusion.sampling import draw_images, load_vae
     from .models.dit import DiT
     from .registry import from_pretrained
     from .utils.device import resolve_device

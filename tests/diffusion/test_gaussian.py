@@ -1,10 +1,8 @@
 """vitkit.diffusion: the linear schedule, q(x_t | x_0), the posterior against its Gaussian-conditioning closed form,
 respacing, the vb term against a direct float64 KL, the hybrid loss, DDPM / DDIM sampling (determinism, an
-oracle model recovering x_0), and the DiT conveniences sample() / to_pixels()."""
+oracle model recovering x_0). The DiT conveniences are tested in test_sampling.py."""
 
 from __future__ import annotations
-
-import sys
 
 import numpy as np
 import pytest
@@ -14,28 +12,15 @@ from vitkit.diffusion.gaussian import (
     GaussianDiffusion,
     create_diffusion,
     discretized_gaussian_log_likelihood,
-    sample,
     space_timesteps,
-    to_pixels,
 )
 from vitkit.errors import ConfigError, VitkitError
-from vitkit.models import DiT, DiTConfig
 
 
 def _abar(num_steps: int = 1000) -> np.ndarray:
     """alphas_cumprod of Ho et al.'s linear schedule, computed here independently."""
     betas = np.array([1e-4 + (0.02 - 1e-4) * i / (num_steps - 1) for i in range(num_steps)]) * (1000 / num_steps)
     return np.cumprod(1 - betas)
-
-
-def tiny_dit(**kw) -> DiT:
-    cfg = {"input_size": 8, "patch_size": 4, "in_channels": 1, "hidden_size": 16, "depth": 1, "num_heads": 2,
-           "num_classes": 3, **kw}
-    model = DiT(DiTConfig(**cfg)).eval()
-    with torch.no_grad():
-        for p in model.parameters():
-            p.normal_(0, 0.1)
-    return model
 
 
 # ------------------------------------------------------------------------------------------- schedule
@@ -169,7 +154,7 @@ def test_vb_at_t0_is_the_decoder_nll():
     torch.testing.assert_close(ll.double()[inner], exact[inner], atol=0.05, rtol=0.05)
 
 
-def test_training_losses_finite_and_vb_trains_only_the_variance():
+def test_training_losses_finite_and_vb_trains_only_the_variance(tiny_dit):
     d = create_diffusion()
     x0 = torch.rand(4, 2, 4, 4) * 2 - 1
     out = torch.randn(4, 4, 4, 4, requires_grad=True)
@@ -220,59 +205,3 @@ def test_ddim_is_deterministic_and_an_oracle_recovers_x0():
     # with eta > 0 the noise matters
     e = d.ddim_sample_loop(oracle, noise.shape, generator=torch.Generator().manual_seed(1), eta=1.0)
     assert e.shape == noise.shape
-
-
-def test_ddpm_sampling_is_reproducible_with_a_seed():
-    model = tiny_dit()
-    a = sample(model, [0, 2], steps=5, cfg_scale=2.0, seed=0)
-    b = sample(model, [0, 2], steps=5, cfg_scale=2.0, seed=0)
-    c = sample(model, [0, 2], steps=5, cfg_scale=2.0, seed=1)
-    assert a.shape == (2, 1, 8, 8) and torch.equal(a, b) and not torch.equal(a, c)
-    d = create_diffusion("4")
-    kw = {"model_kwargs": {"y": torch.tensor([1, 2])}}
-    runs = [d.p_sample_loop(model, (2, 1, 8, 8), generator=torch.Generator().manual_seed(3), **kw) for _ in "ab"]
-    assert torch.equal(*runs)
-
-
-def test_sample_doubles_the_batch_with_the_null_label_only_when_guided():
-    model = tiny_dit()
-    calls = []
-    forward = model.forward
-
-    def recording(x, t, y, force_drop_ids=None):
-        calls.append(y.tolist())
-        return forward(x, t, y, force_drop_ids)
-
-    model.forward = recording
-    ticks = []
-    sample(model, [2, 1], steps=3, cfg_scale=4.0, progress=lambda i, n: ticks.append((i, n)))
-    assert calls == [[2, 1, 3, 3]] * 3 and ticks == [(1, 3), (2, 3), (3, 3)]
-    calls.clear()
-    out = sample(model, [2, 1], steps=3, cfg_scale=1.0, method="ddim")
-    assert calls == [[2, 1]] * 3 and out.shape == (2, 1, 8, 8)
-    with pytest.raises(VitkitError, match="class ids"):
-        sample(model, [3], steps=2)
-    with pytest.raises(VitkitError, match="null label"):
-        sample(tiny_dit(class_dropout_prob=0.0), [0], steps=2)
-
-
-def test_to_pixels_pixel_space_and_vae(monkeypatch):
-    model = tiny_dit()
-    s = torch.tensor([-1.0, 0.0, 1.0, 3.0]).view(1, 1, 2, 2)
-    px = to_pixels(model, s)
-    assert px.dtype == torch.uint8 and px.shape == (1, 2, 2, 1)
-    assert px.flatten().tolist() == [0, 128, 255, 255]
-
-    class FakeVAE(torch.nn.Module):
-        def decode(self, z):
-            return type("Out", (), {"sample": z.repeat(1, 3, 1, 1)})()
-
-    latent = tiny_dit(latent_scale=0.5)
-    px = to_pixels(latent, s * 0.25, vae=FakeVAE())  # decoded from s * 0.25 / 0.5 = s / 2
-    assert px.shape == (1, 2, 2, 3) and px[0, :, :, 0].flatten().tolist() == [64, 128, 191, 255]
-    with pytest.raises(ConfigError, match="names no vae"):
-        to_pixels(latent, s)
-    for name in [m for m in sys.modules if m == "diffusers" or m.startswith("diffusers.")] + ["diffusers"]:
-        monkeypatch.setitem(sys.modules, name, None)  # as if diffusers were not installed
-    with pytest.raises(VitkitError, match="needs the diffusers package"):
-        to_pixels(tiny_dit(latent_scale=0.18215, vae="stabilityai/sd-vae-ft-mse"), s)

@@ -14,7 +14,7 @@ import vitkit
 from vitkit.cli import main
 from vitkit.errors import VitkitError
 from vitkit.inference.vilt import processor_for, retrieval_scores
-from vitkit.processing.vilt import ViltProcessor, ViltProcessorConfig
+from vitkit.processing.vilt import ViLTProcessor, ViLTProcessorConfig
 
 # Small random-init ViLTs with small images: 16-pixel patches, shorter side 64 -> at most 4 x 6 patches.
 SMALL = dict(depth=2, embed_dim=64, num_heads=4, img_size=64, patch_size=16, shorter_edge=64, longer_edge=96,
@@ -53,11 +53,11 @@ def direct(model, images, texts):
 def test_processor_follows_the_model_config():
     model = small("vilt_b32_vqa", mean=(0.4, 0.5, 0.6), std=(0.2, 0.3, 0.4), interpolation="bilinear")
     proc = processor_for(model)
-    assert proc.config == ViltProcessorConfig(size=64, max_size=96, size_divisor=16, mean=(0.4, 0.5, 0.6),
-                                              std=(0.2, 0.3, 0.4), resample="bilinear", max_length=24)
+    assert proc.config == ViLTProcessorConfig(shorter_edge=64, longer_edge=96, size_divisor=16, mean=(0.4, 0.5, 0.6),
+                                              std=(0.2, 0.3, 0.4), resample="bilinear", max_text_len=24)
     assert processor_for(model) is proc  # built once per config
     out = proc(images=image(50, 80), text="a question")
-    ref = ViltProcessor(proc.config)(images=image(50, 80), text="a question")
+    ref = ViLTProcessor(proc.config)(images=image(50, 80), text="a question")
     assert out["pixel_values"].shape == (1, 3, 48, 96)  # 50x80 -> 60x96 (longer side capped) -> multiples of 16
     for k in ref:
         assert torch.equal(out[k], ref[k])

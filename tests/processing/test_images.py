@@ -20,6 +20,7 @@ from vitkit.processing.images import (
     channels_to_mode,
     image_size,
     load_image,
+    pil_resampling,
     rgb_to_luma,
     to_mode,
 )
@@ -305,6 +306,14 @@ def test_bad_arguments():
     assert channels_to_mode(1) == "L" and channels_to_mode(3) == "RGB"
     with pytest.raises(ConfigError, match="in_chans=4"):
         channels_to_mode(4)
+
+
+def test_pil_resampling_names_the_field_and_the_choices():
+    assert pil_resampling("bicubic") == Image.Resampling.BICUBIC
+    with pytest.raises(ConfigError, match=r"unknown resample 'cubic'; choose one of nearest, bilinear, bicubic"):
+        pil_resampling("cubic", field="resample")
+    with pytest.raises(ConfigError, match="interpolation"):
+        pil_resampling(["bicubic"])  # an unhashable value read from a config file
 
 
 # -------------------------------------------------------------------------------------------- properties

@@ -22,9 +22,12 @@ from PIL import Image, ImageOps
 
 from vitkit.errors import ConfigError, VitkitError
 from vitkit.processing.vilt import (
-    ViltProcessor,
-    ViltProcessorConfig,
+    ViLTProcessor,
+    ViLTProcessorConfig,
+    is_single_image,
     load_rgb,
+    normalize_pad,
+    pad_batch,
     preprocess_images,
     preprocess_tensors,
     resize_output_size,
@@ -128,7 +131,7 @@ MODES = {
 
 
 def test_resize_output_size_examples() -> None:
-    assert ViltProcessorConfig().longer_side == 639  # int(1333 / 800 * 384)
+    assert ViLTProcessorConfig().longer_side == 639  # int(1333 / 800 * 384)
     assert resize_output_size(480, 640) == (384, 512)
     assert resize_output_size(300, 500) == (352, 608)  # 384 x 640 exceeds 639: capped, then floored
     assert resize_output_size(384, 384) == (384, 384)
@@ -144,7 +147,7 @@ def test_resize_output_size_matches_hf(height: int, width: int, size: int) -> No
     ref = hf_vilt.get_resize_output_image_size(
         dummy, shorter=size, longer=longer, size_divisor=32, input_data_format="channels_first"
     )
-    ours = resize_output_size(height, width, ViltProcessorConfig(size=size))
+    ours = resize_output_size(height, width, ViLTProcessorConfig(shorter_edge=size))
     if min(ref) > 0:
         assert ours == tuple(ref)
     else:  # HF would resize to a 0-pixel side; vitkit keeps one patch
@@ -310,18 +313,18 @@ def test_tensor_path_close_to_pil_path() -> None:
 
 def test_tensor_path_stays_on_device_and_validates() -> None:
     x = _as_tensor(PHOTO)
-    out = ViltProcessor().preprocess_tensors(x)
+    out = ViLTProcessor().preprocess_tensors(x)
     assert out["pixel_values"].dtype == torch.float32 and out["pixel_values"].device == x.device
     assert out["pixel_mask"].dtype == torch.long
     with pytest.raises(ConfigError, match="no torch equivalent"):
-        preprocess_tensors(x, ViltProcessorConfig(resample="lanczos"))
+        preprocess_tensors(x, ViLTProcessorConfig(resample="lanczos"))
     with pytest.raises(VitkitError, match="C = 1 or 3"):
         preprocess_tensors(torch.zeros(4, 32, 32))
     with pytest.raises(VitkitError, match="preprocess_tensors"):
         preprocess_images(x)  # type: ignore[arg-type]
 
 
-# ---- ViltProcessor -----------------------------------------------------------------------------------------------
+# ---- ViLTProcessor -----------------------------------------------------------------------------------------------
 
 QUESTIONS = [
     "How many cats are there?",
@@ -334,7 +337,7 @@ QUESTIONS = [
 def test_processor_matches_hf(hf_processor) -> None:
     images = list(PHOTOS.values())[:3]
     questions = QUESTIONS[: len(images)]
-    ours = ViltProcessor()(images, questions)
+    ours = ViLTProcessor()(images, questions)
     ref = hf_processor(
         images=images, text=questions, padding="longest", truncation=True, max_length=40, return_tensors="pt"
     )
@@ -347,7 +350,7 @@ def test_processor_matches_hf(hf_processor) -> None:
 
 
 def test_processor_single_and_partial_inputs() -> None:
-    processor = ViltProcessor()
+    processor = ViLTProcessor()
     out = processor(PHOTO, "What is this?")
     assert out["input_ids"].shape[0] == 1 and out["pixel_values"].shape[0] == 1
     assert set(processor(text="text only")) == {"input_ids", "attention_mask", "token_type_ids"}
@@ -362,34 +365,112 @@ def test_processor_single_and_partial_inputs() -> None:
         processor()
 
 
+def test_pad_batch_pads_bottom_right_and_masks_real_pixels() -> None:
+    images = [torch.ones(2, 3, 5), torch.full((2, 4, 2), 2.0)]
+    padded, mask = pad_batch(images)
+    assert padded.shape == (2, 2, 4, 5) and mask.shape == (2, 4, 5) and mask.dtype == torch.long
+    assert torch.equal(padded[0, :, :3, :5], images[0]) and padded[0, :, 3:].abs().sum() == 0
+    assert torch.equal(padded[1, :, :4, :2], images[1]) and padded[1, :, :, 2:].abs().sum() == 0
+    assert mask[0].sum() == 15 and mask[1].sum() == 8 and mask[0, :3, :].all() and mask[1, :, :2].all()
+    with pytest.raises(VitkitError, match="empty"):
+        pad_batch([])
+
+
+def test_normalize_pad_is_the_processors_last_step() -> None:
+    """Datasets that decode once and normalize per batch see exactly what the processor gives for inference."""
+    config = ViLTProcessorConfig(shorter_edge=64, mean=(0.4, 0.5, 0.6), std=(0.2, 0.3, 0.4))
+    images = [PHOTO, PHOTO.resize((90, 200))]
+    resized = []
+    for im in images:
+        h, w = resize_output_size(im.height, im.width, config)
+        resized.append(torch.from_numpy(np.asarray(im.convert("RGB").resize((w, h), Image.Resampling.BICUBIC))
+                                        .transpose(2, 0, 1).copy()))  # [3, h, w] uint8
+    pixels, mask = normalize_pad(resized, config)
+    expected = preprocess_images(images, config)
+    assert torch.equal(pixels, expected["pixel_values"]) and torch.equal(mask, expected["pixel_mask"])
+    with pytest.raises(VitkitError, match="uint8"):
+        normalize_pad([torch.zeros(3, 4, 4)], config)
+
+
+def test_is_single_image() -> None:
+    assert is_single_image(PHOTO) and is_single_image("cat.jpg") and is_single_image(Path("cat.jpg"))
+    assert is_single_image(np.zeros((4, 4))) and is_single_image(np.zeros((4, 4, 3), np.uint8))
+    assert not is_single_image([PHOTO]) and not is_single_image(np.zeros((2, 4, 4, 3)))
+
+
 def test_config_round_trip_and_overrides(tmp_path: Path) -> None:
-    config = ViltProcessorConfig(size=224, max_size=400, mean=(0.4, 0.5, 0.6), resample="bilinear", max_length=32)
-    assert ViltProcessorConfig.from_dict(json.loads(json.dumps(config.to_dict()))) == config
-    processor = ViltProcessor(size=256, max_length=24)
-    assert processor.config.size == 256 and processor.tokenizer.max_length == 24
+    config = ViLTProcessorConfig(shorter_edge=224, longer_edge=400, mean=(0.4, 0.5, 0.6), resample="bilinear",
+                                 max_text_len=32)
+    assert ViLTProcessorConfig.from_dict(json.loads(json.dumps(config.to_dict()))) == config
+    processor = ViLTProcessor(shorter_edge=256, max_text_len=24)
+    assert processor.config.shorter_edge == 256 and processor.tokenizer.max_length == 24
     h, w = PHOTO.size[1], PHOTO.size[0]
     assert processor(PHOTO, "q")["pixel_values"].shape[-2:] == resize_output_size(h, w, processor.config)
     with pytest.raises(ConfigError, match="valid fields"):
-        ViltProcessor(sise=256)
+        ViLTProcessor(sise=256)
     with pytest.raises(ConfigError, match="unknown field"):
-        ViltProcessorConfig.from_dict({"size": 384, "colour": "red"})
+        ViLTProcessorConfig.from_dict({"shorter_edge": 384, "colour": "red"})
     with pytest.raises(ConfigError, match="resample"):
-        ViltProcessorConfig(resample="cubic")
+        ViLTProcessorConfig(resample="cubic")
 
-    processor = ViltProcessor(config)
+    processor = ViLTProcessor(config)
     processor.save_pretrained(tmp_path / "saved")
-    again = ViltProcessor.from_pretrained(tmp_path / "saved")
+    again = ViLTProcessor.from_pretrained(tmp_path / "saved")
     assert again.config == config
     a, b = processor(PHOTO, QUESTIONS[1]), again(PHOTO, QUESTIONS[1])
     assert all(torch.equal(a[k], b[k]) for k in a)
 
 
+def test_old_setting_names_still_work() -> None:
+    """Earlier versions named the settings size / max_size / max_length; ViLTConfig's names replaced them."""
+    new = ViLTProcessorConfig(shorter_edge=224, longer_edge=400, max_text_len=32)
+    with pytest.warns(DeprecationWarning) as record:
+        old = ViLTProcessorConfig(size=224, max_size=400, max_length=32)
+    assert old == new and old.to_dict() == new.to_dict()
+    assert sorted(str(w.message).split("'")[1:4:2] for w in record) == [
+        ["max_length", "max_text_len"], ["max_size", "longer_edge"], ["size", "shorter_edge"]]
+    with pytest.warns(DeprecationWarning) as record:
+        processor = ViLTProcessor(size=256, max_length=24)
+    assert len(record) == 2
+    assert processor.config.shorter_edge == 256 and processor.tokenizer.max_length == 24
+    with pytest.warns(DeprecationWarning, match="'max_size' is now 'longer_edge'"):
+        assert new.max_size == 400
+    with pytest.warns(DeprecationWarning):
+        assert (new.size, new.max_length) == (224, 32)
+    with pytest.raises(ConfigError, match="give only shorter_edge"):
+        ViLTProcessorConfig(shorter_edge=300, size=224)
+
+
+def test_processor_saved_with_the_old_setting_names_loads(tmp_path: Path) -> None:
+    """A vitkit_processor.json as earlier versions wrote it (old keys) loads silently, to the same processor."""
+    (tmp_path / "vitkit_processor.json").write_text(json.dumps({
+        "size": 224, "max_size": 400, "size_divisor": 32, "mean": [0.4, 0.5, 0.6], "std": [0.5, 0.5, 0.5],
+        "resample": "bilinear", "max_length": 32, "lowercase": True,
+    }))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        loaded = ViLTProcessor.from_pretrained(tmp_path)
+    assert loaded.config == ViLTProcessorConfig(shorter_edge=224, longer_edge=400, mean=(0.4, 0.5, 0.6),
+                                                resample="bilinear", max_text_len=32)
+    assert loaded.tokenizer.max_length == 32
+    loaded.save_pretrained(tmp_path / "again")  # written back with the current names only
+    saved = json.loads((tmp_path / "again" / "vitkit_processor.json").read_text())
+    assert {"shorter_edge", "longer_edge", "max_text_len"} <= set(saved) and not {"size", "max_size"} & set(saved)
+
+
+def test_transformers_spelling_of_the_class_names() -> None:
+    from vitkit.processing import ViLTProcessor as primary
+    from vitkit.processing import ViltProcessor, ViltProcessorConfig
+
+    assert ViltProcessor is primary is ViLTProcessor and ViltProcessorConfig is ViLTProcessorConfig
+
+
 def test_from_hf_directories(hf_processor, tmp_path: Path) -> None:
     # What transformers writes (5: processor_config.json + tokenizer.json; 4: preprocessor_config.json + vocab.txt)
     hf_processor.save_pretrained(str(tmp_path / "hf"))
-    loaded = ViltProcessor.from_pretrained(tmp_path / "hf")
-    assert loaded.config == ViltProcessorConfig()
-    a, b = loaded(PHOTO, QUESTIONS[1]), ViltProcessor()(PHOTO, QUESTIONS[1])
+    loaded = ViLTProcessor.from_pretrained(tmp_path / "hf")
+    assert loaded.config == ViLTProcessorConfig()
+    a, b = loaded(PHOTO, QUESTIONS[1]), ViLTProcessor()(PHOTO, QUESTIONS[1])
     assert all(torch.equal(a[k], b[k]) for k in a)
     # A hub checkpoint's preprocessor_config.json (e.g. dandelin/vilt-b32-finetuned-vqa), written out by hand.
     legacy = {
@@ -402,14 +483,14 @@ def test_from_hf_directories(hf_processor, tmp_path: Path) -> None:
         "size": 384,
         "size_divisor": 32,
     }
-    assert ViltProcessorConfig.from_hf_dict(legacy) == ViltProcessorConfig()
+    assert ViLTProcessorConfig.from_hf_dict(legacy) == ViLTProcessorConfig()
     (tmp_path / "hub").mkdir()
     (tmp_path / "hub" / "preprocessor_config.json").write_text(json.dumps(legacy))
-    assert ViltProcessor.from_pretrained(tmp_path / "hub").tokenizer.vocab_size == 30522
+    assert ViLTProcessor.from_pretrained(tmp_path / "hub").tokenizer.vocab_size == 30522
     with pytest.raises(ConfigError, match="do_pad"):
-        ViltProcessorConfig.from_hf_dict({**legacy, "do_pad": False})
+        ViLTProcessorConfig.from_hf_dict({**legacy, "do_pad": False})
     with pytest.raises(VitkitError, match=r"no vitkit_processor\.json"):
-        ViltProcessor.from_pretrained(tmp_path)
+        ViLTProcessor.from_pretrained(tmp_path)
 
 
 def test_bad_images(tmp_path: Path) -> None:

@@ -1,6 +1,6 @@
 """Property-based fuzzing of the text and image preprocessing with arbitrary input.
 
-`BertTokenizer` / `ViltProcessor` get any unicode text (lone surrogates, control characters, 10k-character
+`BertTokenizer` / `ViLTProcessor` get any unicode text (lone surrogates, control characters, 10k-character
 strings, text pairs) and any image: numpy arrays of every dtype and shape (empty, 1 pixel, 1 x 3000 strips, NaN
 and inf), PIL images in every mode, torch tensors. The result is either well-formed model input (ids within the
 vocabulary, at most max_length tokens, [CLS] first and [SEP] last; finite pixel values whose sides are multiples
@@ -23,14 +23,14 @@ import vitkit
 from vitkit.data import DataConfig, EvalTransform, TrainTransform
 from vitkit.errors import VitkitError
 from vitkit.processing.bert import BertTokenizer
-from vitkit.processing.vilt import ViltProcessor, ViltProcessorConfig, preprocess_images, preprocess_tensors
+from vitkit.processing.vilt import ViLTProcessor, ViLTProcessorConfig, preprocess_images, preprocess_tensors
 
 FUZZ = settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")
 
 TOKENIZER = BertTokenizer()
 # small sizes keep the fuzzing fast; the geometry rules are the same at 384
-PROCESSOR = ViltProcessor(ViltProcessorConfig(size=32, size_divisor=8, max_length=24), TOKENIZER)
+PROCESSOR = ViLTProcessor(ViLTProcessorConfig(shorter_edge=32, size_divisor=8, max_text_len=24), TOKENIZER)
 
 ANY_TEXT = st.text(alphabet=st.characters(codec=None, exclude_categories=()), max_size=60)  # surrogates included
 TEXT = ANY_TEXT | st.text(max_size=300) | st.sampled_from(["", " ", "[MASK]", "[CLS] [SEP] [PAD]", "a" * 10_000,
@@ -134,7 +134,7 @@ def pil_images(draw) -> Image.Image:
     return img
 
 
-def check_pixels(out: dict, batch: int, cfg: ViltProcessorConfig) -> None:
+def check_pixels(out: dict, batch: int, cfg: ViLTProcessorConfig) -> None:
     pv, pm = out["pixel_values"], out["pixel_mask"]
     assert pv.dtype == torch.float32 and pv.ndim == 4 and pv.shape[:2] == (batch, 3) and torch.isfinite(pv).all()
     assert pm.shape == (batch, *pv.shape[2:]) and pm.dtype == torch.long
@@ -155,7 +155,7 @@ def test_processor_accepts_any_array_or_pil_image_or_refuses_it_clearly(images, 
         return
     event("accepted")
     check_pixels(out, len(images), PROCESSOR.config)
-    check_encoding(out, len(images), PROCESSOR.config.max_length, pair=False)
+    check_encoding(out, len(images), PROCESSOR.config.max_text_len, pair=False)
 
 
 @FUZZ
@@ -190,7 +190,7 @@ def test_tensor_path_accepts_any_tensor_or_refuses_it_clearly(dtype, shape, seed
     if special is not None and dtype.is_floating_point and x.numel():
         x.view(-1)[0] = special
     images = list(x) if as_list and x.ndim == 4 else x
-    cfg = ViltProcessorConfig(size=32, size_divisor=8, resample="bilinear")
+    cfg = ViLTProcessorConfig(shorter_edge=32, size_divisor=8, resample="bilinear")
     try:
         out = preprocess_tensors(images, cfg)
     except VitkitError as e:

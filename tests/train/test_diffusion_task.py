@@ -248,7 +248,7 @@ def test_latent_diffusion_with_a_vae_trains_samples_and_evaluates(shapes, tiny_v
     with Image.open(next((tmp_path / "s").glob("*.png"))) as im:
         assert im.size == (16, 16) and im.mode == "RGB"
     # what training diffused: the VAE's latents of the images, times latent_scale
-    from vitkit.diffusion.gaussian import load_vae
+    from vitkit.diffusion.sampling import load_vae
     from vitkit.train.tasks.diffusion import DiffusionTask
 
     vae = load_vae(str(tiny_vae))

@@ -11,15 +11,16 @@ import torch
 
 from vitkit.data.captions import find_caption_files
 from vitkit.data.scenes import generate_vqa_scenes
-from vitkit.data.vl import load_caption_pairs, normalize_pad, pad_ids
-from vitkit.inference.vilt import score_embedded_pairs
+from vitkit.data.vl import CaptionGroups, collate_pairs, load_caption_pairs, pad_ids
+from vitkit.inference.vilt import processor_config_for, score_embedded_pairs
 from vitkit.processing.bert import BertTokenizer
-from vitkit.processing.vilt import ViltProcessor
+from vitkit.processing.vilt import ViLTProcessor, normalize_pad
 from vitkit.registry import create_model
 from vitkit.train.config import TrainConfig
 from vitkit.train.launch import run_train
-from vitkit.train.tasks.pretrain import CaptionGroups, PretrainTask, RetrievalTask, collate_pairs
-from vitkit.train.tasks.vqa import images_per_batch, processor_config_for
+from vitkit.train.tasks.pretrain import PretrainTask
+from vitkit.train.tasks.retrieval import RetrievalTask
+from vitkit.train.tasks.vl import images_per_batch
 
 
 @pytest.fixture(scope="module")
@@ -38,15 +39,15 @@ def _model(task: str = "itm", **kw):
 
 def _pairs(scenes: Path, model):
     pcfg = processor_config_for(model)
-    tok = BertTokenizer(max_length=pcfg.max_length)
+    tok = BertTokenizer(max_length=pcfg.max_text_len)
     train_images, _ = find_caption_files(scenes)
-    return load_caption_pairs(train_images, pcfg, tok), ViltProcessor(pcfg, tok)
+    return load_caption_pairs(train_images, pcfg, tok), ViLTProcessor(pcfg, tok)
 
 
 def test_mlm_head_at_masked_positions_equals_the_full_head(scenes):
     model = _model(image_attends_text=True)
     pairs, proc = _pairs(scenes, model)
-    batch = collate_pairs([pairs[k] for k in range(6)], proc)
+    batch = collate_pairs([pairs[k] for k in range(6)], proc.config)
     mask = torch.rand(batch["input_ids"].shape, generator=torch.Generator().manual_seed(0)) < 0.3
     mask &= batch["attention_mask"].bool()
     inputs = {k: batch[k] for k in ("input_ids", "attention_mask", "pixel_values", "pixel_mask")}
@@ -64,8 +65,8 @@ def test_grouped_captions_give_the_losses_of_one_image_copy_per_caption(scenes):
     assert len(groups) == 24 and groups.num_texts == len(pairs) == 24 * 5
     assert sorted(k for m in groups.members for k in m) == list(range(len(pairs)))
     task = PretrainTask(processor=proc)
-    grouped = collate_pairs([groups[g] for g in range(4)], proc)
-    flat = collate_pairs([pairs[k] for g in range(4) for k in groups.members[g]], proc)
+    grouped = collate_pairs([groups[g] for g in range(4)], proc.config)
+    flat = collate_pairs([pairs[k] for g in range(4) for k in groups.members[g]], proc.config)
     assert grouped["pixel_values"].shape[0] == 4 and flat["pixel_values"].shape[0] == 20
     assert grouped["image_index"].tolist() == [g for g in range(4) for _ in range(5)]
     assert torch.equal(grouped["input_ids"], flat["input_ids"])
@@ -110,12 +111,12 @@ def test_one_way_retrieval_scores_equal_the_pairwise_forward(scenes):
 def test_one_way_retrieval_step_equals_an_image_copy_per_text(scenes, monkeypatch):
     from types import SimpleNamespace
 
-    import vitkit.train.tasks.pretrain as pretrain
+    import vitkit.train.tasks.retrieval as retrieval
 
     model = _model("retrieval", image_attends_text=False)
     pairs, proc = _pairs(scenes, model)
     task = RetrievalTask(processor=proc, train_set=pairs, val_set=pairs, negatives=3)
-    batch = collate_pairs([pairs[k] for k in (0, 5, 10)], proc)
+    batch = collate_pairs([pairs[k] for k in (0, 5, 10)], proc.config)
     from vitkit.train.engine import StepContext
     from vitkit.utils.distributed import DistInfo
 
@@ -124,7 +125,7 @@ def test_one_way_retrieval_step_equals_an_image_copy_per_text(scenes, monkeypatc
     with torch.no_grad():
         shared, _ = task.train_step(model, batch, ctx)
         # the same one-way model fed an image copy per text (the step's early-fusion path)
-        monkeypatch.setattr(pretrain, "_unwrap", lambda m: SimpleNamespace(config=SimpleNamespace(
+        monkeypatch.setattr(retrieval, "unwrap_model", lambda m: SimpleNamespace(config=SimpleNamespace(
             image_attends_text=True)))
         torch.manual_seed(1)
         copies, _ = task.train_step(model, batch, ctx)

@@ -19,7 +19,7 @@ from vitkit.processing.bert import BertTokenizer
 from vitkit.registry import from_pretrained
 from vitkit.train.config import TrainConfig
 from vitkit.train.launch import run_train
-from vitkit.train.tasks.pretrain import recall_at
+from vitkit.train.tasks.retrieval import recall_at
 
 TINY = TrainConfig(epochs=1, batch_size=16, progress=False, log_every=1, ema=False, seed=0)
 
@@ -68,19 +68,21 @@ def test_vqa_trains_exports_and_evaluates_identically(scenes, tmp_path, capsys):
 
 def test_vqa_eval_lookup_equals_the_official_accuracy(scenes):
     from vitkit.data.vqa import load_vqa_split
-    from vitkit.processing.vilt import ViltProcessor
+    from vitkit.data.vqa_dataset import load_vqa_data
+    from vitkit.inference.vilt import processor_config_for
+    from vitkit.processing.vilt import ViLTProcessor
     from vitkit.registry import create_model
     from vitkit.train.engine import StepContext
-    from vitkit.train.tasks.vqa import VQATask, load_vqa_data, processor_config_for
+    from vitkit.train.tasks.vqa import VQATask
     from vitkit.utils.distributed import DistInfo
 
     qs = load_vqa_split(scenes, "val2014")
     answers = ["yes", "no", "0", "1", "2", "3", "red", "blue", "circle", "square"]
     model = create_model("vilt_nano_patch8_64", num_answers=len(answers), labels=tuple(answers), depth=1).eval()
     pcfg = processor_config_for(model)
-    tok = BertTokenizer(max_length=pcfg.max_length)
+    tok = BertTokenizer(max_length=pcfg.max_text_len)
     ds = load_vqa_data(scenes, pcfg, tok, split="val2014", answers=answers, questions=qs)
-    task = VQATask(answers=answers, processor=ViltProcessor(pcfg, tok))
+    task = VQATask(answers=answers, processor=ViLTProcessor(pcfg, tok))
     loader = torch.utils.data.DataLoader(ds, batch_size=7, collate_fn=task.collate)
     got = task.evaluate(model, loader, StepContext(device=torch.device("cpu"), dist=DistInfo()))
     # the same predictions scored one by one with the official formula

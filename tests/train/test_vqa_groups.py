@@ -12,13 +12,16 @@ import torch
 
 from vitkit.data.scenes import generate_vqa_scenes
 from vitkit.data.vqa import load_vqa_split
+from vitkit.data.vqa_dataset import ImageGroups, load_vqa_data
+from vitkit.inference.vilt import processor_config_for
 from vitkit.processing.bert import BertTokenizer
-from vitkit.processing.vilt import ViltProcessor
+from vitkit.processing.vilt import ViLTProcessor
 from vitkit.registry import create_model
 from vitkit.train.config import TrainConfig
 from vitkit.train.engine import StepContext
 from vitkit.train.launch import run_train
-from vitkit.train.tasks.vqa import ImageGroups, VQATask, images_per_batch, load_vqa_data, processor_config_for
+from vitkit.train.tasks.vl import images_per_batch
+from vitkit.train.tasks.vqa import VQATask
 from vitkit.utils.distributed import DistInfo
 
 
@@ -32,10 +35,10 @@ def scenes(tmp_path_factory) -> Path:
 def _val(scenes: Path, model):
     answers = list(model.config.labels)
     pcfg = processor_config_for(model)
-    tok = BertTokenizer(max_length=pcfg.max_length)
+    tok = BertTokenizer(max_length=pcfg.max_text_len)
     ds = load_vqa_data(scenes, pcfg, tok, split="val2014", answers=answers,
                        questions=load_vqa_split(scenes, "val2014"))
-    return ds, VQATask(answers=answers, processor=ViltProcessor(pcfg, tok))
+    return ds, VQATask(answers=answers, processor=ViLTProcessor(pcfg, tok))
 
 
 def _model(**kw):

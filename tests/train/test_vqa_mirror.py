@@ -10,11 +10,11 @@ import torch
 
 from vitkit.data.scenes import generate_vqa_scenes
 from vitkit.data.vqa import load_vqa_split
+from vitkit.data.vqa_dataset import ImageGroups, TextMirror, VQADataset, load_vqa_data
 from vitkit.errors import ConfigError
 from vitkit.processing.bert import BertTokenizer
-from vitkit.processing.vilt import ViltProcessorConfig
+from vitkit.processing.vilt import ViLTProcessorConfig
 from vitkit.train.config import TrainConfig, resolve_vl_recipe
-from vitkit.train.tasks.vqa import ImageGroups, TextMirror, VQADataset, load_vqa_data
 from vitkit.utils.random import Rng
 
 SIDE_QUESTIONS = {"colour_of_leftmost": 1.0, "colour_of_rightmost": 1.0, "count_all": 1.0}
@@ -51,7 +51,7 @@ def test_text_mirror_swaps_side_words_and_answers(tok):
 
 
 def _train(scenes: Path, tok, *, hflip: float, seed: int = 0) -> VQADataset:
-    return load_vqa_data(scenes, ViltProcessorConfig(size=64, size_divisor=8, max_length=40), tok,
+    return load_vqa_data(scenes, ViLTProcessorConfig(shorter_edge=64, size_divisor=8, max_text_len=40), tok,
                          split="train2014", answers=_answers(scenes), hflip=hflip,
                          rng=Rng(torch.Generator().manual_seed(seed)))
 

@@ -95,10 +95,7 @@ def load_coco_captions(
     files: dict[int | str, str] = {}
     for i, entry in enumerate(entries):
         where = f"{path}: images[{i}]"
-        entry = expect_mapping(entry, where)
-        for key in ("id", "file_name"):
-            if key not in entry:
-                raise DatasetError(f"{where} has no {key!r}")
+        entry = expect_mapping(entry, where, ("id", "file_name"))
         image_id = _id(entry["id"], f"{where}: 'id'")
         if image_id in files:
             raise DatasetError(f"{path}: image {image_id!r} is listed more than once")
@@ -107,10 +104,7 @@ def load_coco_captions(
     captions: dict[int | str, list[str]] = {image_id: [] for image_id in files}
     for i, entry in enumerate(annotations):
         where = f"{path}: annotations[{i}]"
-        entry = expect_mapping(entry, where)
-        for key in ("image_id", "caption"):
-            if key not in entry:
-                raise DatasetError(f"{where} has no {key!r}")
+        entry = expect_mapping(entry, where, ("image_id", "caption"))
         image_id = _id(entry["image_id"], f"{where}: 'image_id'")
         if image_id not in captions:
             raise DatasetError(f"{path}: annotations[{i}] is a caption of image {image_id!r}, which 'images' "
@@ -163,10 +157,7 @@ def load_karpathy(
     out, present, no_sentences = [], Counter(), 0
     for i, entry in enumerate(entries):
         where = f"{path}: images[{i}]"
-        entry = expect_mapping(entry, where)
-        for key in ("filename", "split", "sentences"):
-            if key not in entry:
-                raise DatasetError(f"{where} has no {key!r}")
+        entry = expect_mapping(entry, where, ("filename", "split", "sentences"))
         split = expect_str(entry["split"], f"{where}: 'split'")
         present[split] += 1
         if split not in wanted:

@@ -78,6 +78,7 @@ class TensorImageDataset(Dataset):
 
     @property
     def targets(self) -> list[int]:
+        """The class index of every image (torchvision's name for it)."""
         return self.labels.tolist()
 
     def __len__(self) -> int:
@@ -91,6 +92,7 @@ class TensorImageDataset(Dataset):
 
     @property
     def nbytes(self) -> int:
+        """Memory the decoded images hold."""
         if isinstance(self.images, torch.Tensor):
             return self.images.untyped_storage().nbytes()
         return sum(t.untyped_storage().nbytes() for t in self.images)
@@ -133,6 +135,7 @@ class ClassificationData:
 
     @property
     def num_classes(self) -> int:
+        """How many classes the dataset has."""
         return len(self.classes)
 
     def summary(self) -> str:
@@ -197,11 +200,26 @@ def load_classification_data(
 ) -> ClassificationData:
     """Detect the dataset in `data_dir` and build its train / val datasets for a model with `data_config`.
 
-    Train-transform options (see `TrainTransform`): `scale`, `ratio`, `hflip` (None: 0 for MNIST digits,
-    where a mirrored digit is another glyph, else 0.5), `randaugment` (timm string, None to disable),
-    `re_prob`, `generator`. `train_transform` / `eval_transform` replace the built transforms outright.
-    `skip_bad_images`: leave unreadable ImageFolder images out (listed in `.skipped`) instead of stopping at
-    the first. `cache`: True / False forces decoding into memory or per item; None decides by `cache_limit_mb`.
+    Args:
+        data_dir: an ImageFolder (`train/<class>/...`, `val/<class>/...`), CIFAR-10/100 python batches or
+            MNIST / Fashion-MNIST IDX files; the kind is recognised.
+        data_config: the model's input geometry and normalisation (`DataConfig.from_model(model)`).
+        kind: force the dataset kind (one of `KINDS`) instead of detecting it.
+        scale: RandomResizedCrop's area range (None: `default_crop_scale` of the image size).
+        ratio: RandomResizedCrop's aspect range.
+        hflip: horizontal flip probability (None: 0 for MNIST digits, where a mirrored digit is another
+            glyph, else 0.5).
+        randaugment: a timm RandAugment string; None disables it.
+        re_prob: random erasing probability.
+        generator: one torch / numpy / random generator for every random choice (None: torch's global RNG).
+        train_transform: replaces the built train transform outright.
+        eval_transform: replaces the built eval transform outright.
+        skip_bad_images: leave unreadable ImageFolder images out (listed in `.skipped`) instead of stopping
+            at the first.
+        cache: True / False forces decoding into memory or per item; None decides by `cache_limit_mb`.
+        cache_limit_mb: the decoded size up to which images are kept in memory.
+        shift: translate the whole resized image by up to this many pixels instead of RandomResizedCrop (see
+            `TrainTransform`).
     """
     if kind is None:
         kind, _ = detect_dataset_kind(data_dir)

@@ -54,9 +54,17 @@ def cutmix_box(
 class Mixup:
     """Batch-level Mixup / CutMix with label smoothing: `(x [B,C,H,W], y [B]) -> (x_mixed, soft [B, K])`.
 
-    prob: probability that a batch is mixed at all; switch_prob: probability of CutMix rather than Mixup when
-    both alphas are > 0; an alpha of 0 disables that method. The input tensors are not modified.
-    `last_lam` and `last_method` ("mixup", "cutmix" or None) record the latest draw.
+    The input tensors are not modified. `last_lam` and `last_method` ("mixup", "cutmix" or None) record the
+    latest draw.
+
+    Args:
+        num_classes: the width of the soft targets.
+        mixup_alpha: Beta(alpha, alpha) of Mixup's mixing weight; 0 disables Mixup.
+        cutmix_alpha: Beta(alpha, alpha) of CutMix's area; 0 disables CutMix.
+        prob: probability that a batch is mixed at all.
+        switch_prob: probability of CutMix rather than Mixup when both alphas are > 0.
+        label_smoothing: smoothing of the one-hot targets before they are mixed.
+        generator: one torch / numpy / random generator for every draw (None: torch's global RNG).
     """
 
     def __init__(
@@ -95,6 +103,7 @@ class Mixup:
         return self.rng.beta(alpha, alpha), method
 
     def __call__(self, x: torch.Tensor, target: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(images x [B, C, H, W], class indices [B]) -> (mixed images, soft targets [B, num_classes])."""
         if x.ndim != 4 or target.ndim != 1 or x.shape[0] != target.shape[0]:
             raise ConfigError(
                 f"Mixup expects x [B, C, H, W] and labels [B], got {tuple(x.shape)} and {tuple(target.shape)}"

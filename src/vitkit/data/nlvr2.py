@@ -98,10 +98,7 @@ def load_nlvr2(root: str | os.PathLike, split: str, *, check_images: bool = True
     pairs: dict[tuple[str, str | None], tuple[Path, Path]] = {}
     for lineno, row in enumerate(rows, 1):
         where = f"{path}: example {lineno}"
-        row = expect_mapping(row, where)
-        for key in ("identifier", "sentence", "label"):
-            if key not in row:
-                raise DatasetError(f"{where} has no {key!r}")
+        row = expect_mapping(row, where, ("identifier", "sentence", "label"))
         identifier = expect_str(row["identifier"], f"{where}: 'identifier'")
         where = f"{path}: example {identifier!r}"
         prefix, sep, sentence_id = identifier.rpartition("-")

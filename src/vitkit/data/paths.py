@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Sequence
 from pathlib import Path, PurePosixPath, PureWindowsPath
 from typing import Any
 
@@ -41,6 +42,7 @@ class SafeRoot:
         self.root = Path(root)
 
     def join(self, relative: str) -> Path:
+        """root / `relative`; DatasetError for a path that is absolute or climbs out of the root."""
         return self.root.joinpath(*_relative_parts(relative, self.root))
 
 
@@ -113,20 +115,26 @@ def _type_name(value: Any) -> str:
     return "null" if value is None else type(value).__name__
 
 
-def expect_mapping(value: Any, where: str) -> dict:
-    """`value` if it is a JSON object; otherwise DatasetError "`where` should be an object, got ..."."""
+def expect_mapping(value: Any, where: str, keys: Sequence[str] = ()) -> dict:
+    """`value` if it is a JSON object holding every one of `keys`; otherwise DatasetError "`where` should be an
+    object, got ..." or "`where` has no 'key'"."""
     if not isinstance(value, dict):
         raise DatasetError(f"{where} should be a JSON object, got {_type_name(value)}")
+    for key in keys:
+        if key not in value:
+            raise DatasetError(f"{where} has no {key!r}")
     return value
 
 
 def expect_list(value: Any, where: str) -> list:
+    """`value` if it is a JSON list; otherwise DatasetError "`where` should be a JSON list, got ..."."""
     if not isinstance(value, list):
         raise DatasetError(f"{where} should be a JSON list, got {_type_name(value)}")
     return value
 
 
 def expect_str(value: Any, where: str) -> str:
+    """`value` if it is a string; otherwise DatasetError "`where` should be a string, got ..."."""
     if not isinstance(value, str):
         raise DatasetError(f"{where} should be a string, got {_type_name(value)}: {value!r:.60}")
     return value

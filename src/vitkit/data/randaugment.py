@@ -28,17 +28,8 @@ import numpy as np
 from PIL import Image, ImageChops, ImageEnhance
 
 from ..errors import ConfigError
-from ..processing.images import PIL_RESAMPLING as PIL_INTERPOLATION
+from ..processing.images import pil_resampling
 from ..utils.random import GeneratorLike, Rng, as_rng
-
-
-def pil_interpolation(name: str) -> Image.Resampling:
-    """'bicubic' -> Image.Resampling.BICUBIC (the names timm configs use)."""
-    try:
-        return PIL_INTERPOLATION[name]
-    except KeyError:
-        raise ConfigError(f"unknown interpolation {name!r}; choose one of {', '.join(PIL_INTERPOLATION)}") from None
-
 
 # --------------------------------------------------------------------------------------------------- the ops
 # Each op is f(img, arg, fill, resample) -> img; args come from the level maps below.
@@ -51,7 +42,8 @@ def _affine(img: Image.Image, matrix: tuple[float, ...], fill: Fill, resample: I
 
 def _apply_lut(img: Image.Image, table: np.ndarray) -> Image.Image:
     """Map every channel through a uint8[256] table. Same result as `img.point(list)` (what ImageOps uses),
-    but Pillow's `point` rounds its 768-entry list in Python on every call: ~10x slower on small images."""
+    but Pillow's `point` rounds its 768-entry list in Python on every call, which dominates on small images
+    (docs/benchmarks.md, last section)."""
     return Image.fromarray(table[np.asarray(img)])
 
 
@@ -69,7 +61,8 @@ def _histograms(img: Image.Image) -> np.ndarray:
 
 def _autocontrast(img: Image.Image) -> Image.Image:
     """ImageOps.autocontrast(img) (no cutoff), with the tables built in numpy: the same arithmetic, so the same
-    pixels, ~20x faster. Each channel is stretched so its darkest value becomes 0 and its lightest 255."""
+    pixels, without ImageOps' per-call Python work (docs/benchmarks.md, last section). Each channel is stretched
+    so its darkest value becomes 0 and its lightest 255."""
     tables = []
     ix = np.arange(256, dtype=np.float64)
     for h in _histograms(img):
@@ -193,8 +186,16 @@ def apply_op(
     img: Image.Image, name: str, arg: float | int | None, *, fill: Fill = 128,
     interpolation: str = "bicubic",
 ) -> Image.Image:
-    """Apply one named op with an explicit argument (as returned by `level_to_arg`)."""
-    return _OPS[name](img, arg, _fill_for(img, fill), pil_interpolation(interpolation))
+    """Apply one named op with an explicit argument.
+
+    Args:
+        img: an RGB or L PIL image.
+        name: the op, one of timm's RandAugment op names (e.g. "Rotate", "PosterizeIncreasing").
+        arg: its argument, as `level_to_arg` maps a magnitude to it (None for ops without one).
+        fill: the colour geometric ops fill uncovered pixels with (a grey level or an RGB triple).
+        interpolation: the resampling filter of geometric ops ("bicubic", "bilinear", "nearest", ...).
+    """
+    return _OPS[name](img, arg, _fill_for(img, fill), pil_resampling(interpolation))
 
 
 def _fill_for(img: Image.Image, fill: Fill) -> Fill:
@@ -252,7 +253,20 @@ def parse_randaugment(config: str) -> RandAugmentSpec:
 
 
 class RandAugment:
-    """PIL image -> PIL image. See the module docstring; `from_string` builds one from a timm string."""
+    """PIL image -> PIL image. See the module docstring; `from_string` builds one from a timm string.
+
+    Args:
+        num_ops: ops applied to each image (drawn with replacement).
+        magnitude: the mean magnitude, 0..magnitude_max.
+        magnitude_std: the spread of each draw's magnitude (inf: uniform in 0..magnitude).
+        magnitude_max: the magnitude at which every op reaches its strongest argument (timm's 10).
+        prob: the probability that a drawn op is applied.
+        increasing: use the op variants whose severity grows with the magnitude (timm's "inc1").
+        fill: the colour geometric ops fill uncovered pixels with.
+        interpolation: the resampling filter of geometric ops.
+        translate_pct: the largest translation, as a fraction of the image's side.
+        generator: one torch / numpy / random generator for every draw (None: torch's global RNG).
+    """
 
     def __init__(
         self,
@@ -274,7 +288,7 @@ class RandAugment:
         self.ops = RAND_INCREASING_TRANSFORMS if increasing else RAND_TRANSFORMS
         self.fill = fill
         self.interpolation = interpolation
-        self.resample = pil_interpolation(interpolation)
+        self.resample = pil_resampling(interpolation)
         self.translate_pct = translate_pct
         self.rng = as_rng(generator)
 
@@ -296,6 +310,7 @@ class RandAugment:
         return max(0.0, min(m, self.spec.magnitude_max))
 
     def __call__(self, img: Image.Image) -> Image.Image:
+        """`img` (RGB or L) with `num_ops` randomly drawn ops applied."""
         if img.mode not in ("RGB", "L"):
             raise ConfigError(f"RandAugment works on RGB or L images, got mode {img.mode!r}")
         fill = _fill_for(img, self.fill)

@@ -17,9 +17,9 @@ Pass `scale=` to override.
 Horizontal flip is on (0.5) by default; turn it off (`hflip=0`) for data where mirroring changes the class
 (digits, text). `load_classification_data` does this for MNIST.
 
-Throughput, 32x32 images from the in-memory cache, one process, one thread (measured on the 2-core dev
-machine in CPU time): the full train pipeline ~3,000 img/s (~2,700 img/s through a DataLoader with
-collation), ~4,500 without RandAugment, eval ~4,700. So even a 2-core machine keeps a small ViT fed.
+Both pipelines are plain PIL + numpy per image, with no tensor work before normalisation: at the small sizes
+vitkit trains on CPUs that is cheap enough for a 2-core machine to keep a small ViT fed (docs/benchmarks.md,
+last section, has the throughput).
 """
 
 from __future__ import annotations
@@ -34,9 +34,9 @@ import torch
 from PIL import Image
 
 from ..errors import ConfigError
-from ..processing.images import DatasetError, channels_to_mode, to_mode
+from ..processing.images import DatasetError, channels_to_mode, pil_resampling, to_mode
 from ..utils.random import GeneratorLike, Rng, as_rng
-from .randaugment import PIL_INTERPOLATION, RandAugment, pil_interpolation
+from .randaugment import RandAugment
 
 SMALL_IMAGE_SIZE = 128  # below this (the shorter side of img_size), the gentler crop scale is the default
 DEFAULT_SCALE = (0.08, 1.0)
@@ -68,10 +68,7 @@ class DataConfig:
             raise ConfigError(f"std values must be > 0, got {self.std}")
         if not 0.0 < self.crop_pct <= 1.0:
             raise ConfigError(f"crop_pct must be in (0, 1], got {self.crop_pct}")
-        if self.interpolation not in PIL_INTERPOLATION:
-            raise ConfigError(
-                f"unknown interpolation {self.interpolation!r}; choose one of {', '.join(PIL_INTERPOLATION)}"
-            )
+        pil_resampling(self.interpolation)  # an unknown name raises here, at configuration time
         size = (self.img_size, self.img_size) if isinstance(self.img_size, int) else tuple(self.img_size)
         if len(size) != 2 or not all(isinstance(v, int) and v > 0 for v in size):
             raise ConfigError(f"img_size must be a positive int or an (height, width) pair, got {self.img_size!r}")
@@ -82,6 +79,7 @@ class DataConfig:
 
     @property
     def size_hw(self) -> tuple[int, int]:
+        """The model's input size as (height, width)."""
         return (self.img_size, self.img_size) if isinstance(self.img_size, int) else self.img_size
 
     @property
@@ -116,6 +114,7 @@ class ToNormalizedTensor:
         self.bias = (-torch.tensor(mean, dtype=torch.float32) / std_t).view(-1, 1, 1)
 
     def __call__(self, img: Image.Image) -> torch.Tensor:
+        """The image as a normalised float tensor [C, H, W]."""
         arr = np.array(img, dtype=np.uint8, copy=True)  # a writable copy: torch.from_numpy warns on read-only
         x = torch.from_numpy(arr)
         x = x[None] if x.ndim == 2 else x.permute(2, 0, 1)  # [C, H, W]
@@ -137,6 +136,7 @@ def resize_shorter(img: Image.Image, size: int, resample: Image.Resampling) -> I
 
 
 def center_crop(img: Image.Image, size_hw: tuple[int, int]) -> Image.Image:
+    """The centred (height, width) = `size_hw` crop of `img`, with timm's rounding of the offsets."""
     th, tw = size_hw
     w, h = img.size
     if (w, h) == (tw, th):
@@ -150,7 +150,7 @@ class EvalTransform:
 
     def __init__(self, config: DataConfig) -> None:
         self.config = config
-        self.resample = pil_interpolation(config.interpolation)
+        self.resample = pil_resampling(config.interpolation)
         h, w = config.size_hw
         self.scale_size = (math.floor(h / config.crop_pct), math.floor(w / config.crop_pct))
         self.to_tensor = ToNormalizedTensor(config.mean, config.std)
@@ -166,6 +166,7 @@ class EvalTransform:
         return center_crop(img, self.config.size_hw)
 
     def __call__(self, img: Image.Image) -> torch.Tensor:
+        """`img` as the model sees it: a normalised float tensor [C, H, W]."""
         return self.to_tensor(self.crop(img))
 
     def __repr__(self) -> str:
@@ -177,7 +178,15 @@ def random_resized_crop_params(
     width: int, height: int, scale: tuple[float, float], ratio: tuple[float, float], rng: Rng
 ) -> tuple[int, int, int, int]:
     """torchvision's RandomResizedCrop.get_params: (top, left, h, w) covering a `scale` fraction of the area
-    at an aspect ratio log-uniform in `ratio`; 10 tries, then the largest centred crop within `ratio`."""
+    at an aspect ratio log-uniform in `ratio`; 10 tries, then the largest centred crop within `ratio`.
+
+    Args:
+        width: the image's width in pixels.
+        height: the image's height in pixels.
+        scale: (min, max) fraction of the image's area the crop covers.
+        ratio: (min, max) aspect ratio (width / height) of the crop.
+        rng: the random source.
+    """
     area = width * height
     log_lo, log_hi = math.log(ratio[0]), math.log(ratio[1])
     for _ in range(10):
@@ -213,6 +222,7 @@ class RandomErasing:
         self.rng = as_rng(generator)
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        """Erase one random rectangle of `x` [C, H, W] with probability `prob` (in place; returns x)."""
         if self.prob == 0.0 or self.rng.random() >= self.prob:
             return x
         c, height, width = x.shape
@@ -231,12 +241,17 @@ class RandomErasing:
 class TrainTransform:
     """RandomResizedCrop -> horizontal flip -> RandAugment -> normalise -> random erasing. PIL -> [C, H, W].
 
-    `shift`: instead of RandomResizedCrop, resize the whole image to the target size and translate it by up
-    to `shift` pixels each way (zero fill, as CIFAR's pad-and-crop) — the gentle geometry that suits tiny
-    images of small objects (digits), where zooming and aspect changes alter stroke widths.
-    `scale`: crop area range, default `default_crop_scale(img_size)`; `ratio`: aspect range; `hflip`: flip
-    probability; `randaugment`: a timm string (None or "" disables it); `re_prob`: random erasing probability;
-    `generator`: one torch / numpy / random generator for every random choice (None: torch's global RNG).
+    Args:
+        config: the model's input geometry and normalisation.
+        scale: RandomResizedCrop's area range (None: `default_crop_scale(img_size)`).
+        ratio: RandomResizedCrop's aspect range.
+        hflip: horizontal flip probability.
+        randaugment: a timm RandAugment string (None or "" disables it).
+        re_prob: random erasing probability.
+        generator: one torch / numpy / random generator for every random choice (None: torch's global RNG).
+        shift: instead of RandomResizedCrop, resize the whole image to the target size and translate it by up
+            to `shift` pixels each way (zero fill, as CIFAR's pad-and-crop): the gentle geometry that suits
+            tiny images of small objects (digits), where zooming and aspect changes alter stroke widths.
     """
 
     def __init__(
@@ -264,7 +279,7 @@ class TrainTransform:
             raise ConfigError(f"hflip probability must be in [0, 1], got {hflip}")
         self.ratio, self.hflip = tuple(ratio), hflip
         self.rng = as_rng(generator)
-        self.resample = pil_interpolation(config.interpolation)
+        self.resample = pil_resampling(config.interpolation)
         fill = tuple(min(255, round(255 * m)) for m in config.mean)  # geometric ops fill with the mean (timm)
         self.randaugment = (
             RandAugment.from_string(
@@ -278,6 +293,7 @@ class TrainTransform:
         self.erase = RandomErasing(re_prob, generator=self.rng)
 
     def __call__(self, img: Image.Image) -> torch.Tensor:
+        """One augmented view of `img` as a normalised float tensor [C, H, W]."""
         img = _ensure_mode(img, self.config.mode)
         th, tw = self.config.size_hw
         if self.shift is not None:
@@ -313,7 +329,8 @@ def build_transforms(
     generator: GeneratorLike | Rng = None,
     shift: int | None = None,
 ) -> tuple[TrainTransform, EvalTransform]:
-    """(train, eval) transforms for `config`; the keyword options are `TrainTransform`'s."""
+    """(train, eval) transforms for `config`; the arguments are `TrainTransform`'s (its Args section says what
+    each means)."""
     train = TrainTransform(
         config, scale=scale, ratio=ratio, hflip=hflip, randaugment=randaugment, re_prob=re_prob, generator=generator,
         shift=shift,

@@ -3,8 +3,8 @@
 `ImageStore` decodes each image once with ViLT's resize rule (shorter side -> `size`, longer capped, both floored
 to the patch size) and keeps the 8-bit result in memory when the dataset is small enough (the generated scenes,
 a few thousand photos); otherwise it decodes per item in DataLoader workers. Normalisation and padding happen in
-the collate function, so a batch of mixed sizes becomes `pixel_values` + `pixel_mask` exactly as the processor
-builds them for inference.
+the collate function (`vitkit.processing.vilt_images.normalize_pad`, the processor's own last step), so a batch of mixed
+sizes becomes `pixel_values` + `pixel_mask` exactly as the processor builds them for inference.
 """
 
 from __future__ import annotations
@@ -20,8 +20,9 @@ import torch
 from PIL import Image
 
 from ..processing.bert import BertTokenizer
-from ..processing.images import ImageLoadError, load_image
-from ..processing.vilt import PIL_RESAMPLE, ViltProcessorConfig, resize_output_size
+from ..processing.images import ImageLoadError, load_image, pil_resampling
+from ..processing.vilt_config import ViLTProcessorConfig
+from ..processing.vilt_images import normalize_pad, resize_output_size
 
 log = logging.getLogger("vitkit")
 
@@ -36,12 +37,12 @@ class ImageStore:
     stopping with the file named.
     """
 
-    def __init__(self, paths: Sequence[Path], config: ViltProcessorConfig, *, in_memory: bool | None = None,
+    def __init__(self, paths: Sequence[Path], config: ViLTProcessorConfig, *, in_memory: bool | None = None,
                  skip_bad: bool = False) -> None:
         self.paths = [Path(p) for p in paths]
         self.config = config
         if in_memory is None:
-            in_memory = len(self.paths) * 3 * config.size * config.longer_side <= IN_MEMORY_BYTES
+            in_memory = len(self.paths) * 3 * config.shorter_edge * config.longer_side <= IN_MEMORY_BYTES
         self.in_memory = in_memory
         self.bad: list[Path] = []
         self._cache: list[torch.Tensor | None] | None = None
@@ -68,10 +69,11 @@ class ImageStore:
             return None
         h, w = resize_output_size(img.height, img.width, self.config)
         if (h, w) != (img.height, img.width):
-            img = img.resize((w, h), resample=PIL_RESAMPLE[self.config.resample])
+            img = img.resize((w, h), resample=pil_resampling(self.config.resample, field="resample"))
         return torch.from_numpy(np.asarray(img).transpose(2, 0, 1).copy())  # [3, h, w] uint8
 
     def is_bad(self, i: int) -> bool:
+        """Whether image `i` could not be read (only ever True with skip_bad)."""
         if self._cache is not None:
             return self._cache[i] is None
         return self.paths[i] in self._bad_set
@@ -88,22 +90,6 @@ class ImageStore:
         x = self._decode(i, skip_bad=False)
         assert x is not None
         return x
-
-
-def normalize_pad(images: Sequence[torch.Tensor], config: ViltProcessorConfig) -> tuple[torch.Tensor, torch.Tensor]:
-    """uint8 [3, h_i, w_i] -> (pixel_values [B, 3, H, W] float, zero-padded after normalisation; pixel_mask
-    [B, H, W] long), as `ViltProcessor` builds them."""
-    H = max(int(x.shape[1]) for x in images)
-    W = max(int(x.shape[2]) for x in images)
-    mean = torch.tensor(config.mean, dtype=torch.float32).view(3, 1, 1)
-    std = torch.tensor(config.std, dtype=torch.float32).view(3, 1, 1)
-    pixels = torch.zeros(len(images), 3, H, W)
-    mask = torch.zeros(len(images), H, W, dtype=torch.long)
-    for i, x in enumerate(images):
-        h, w = x.shape[1:]
-        pixels[i, :, :h, :w] = (x.float() / 255.0 - mean) / std
-        mask[i, :h, :w] = 1
-    return pixels, mask
 
 
 def pad_ids(rows: Sequence[torch.Tensor], pad_id: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
@@ -136,6 +122,7 @@ class TokenizedTexts:
 
     @classmethod
     def build(cls, texts: Sequence[str], tokenizer: BertTokenizer, max_length: int) -> TokenizedTexts:
+        """Tokenise `texts` once, each cut to `max_length` tokens ([CLS]/[SEP] included)."""
         if not texts:
             z = torch.zeros(0, 1, dtype=torch.long)
             return cls(z, torch.zeros(0, dtype=torch.long), z)
@@ -166,7 +153,44 @@ class CaptionPairs(torch.utils.data.Dataset):
                 "word_ids": self.texts.word_ids[t, :n]}
 
 
-def load_caption_pairs(images: Sequence[Any], config: ViltProcessorConfig, tokenizer: BertTokenizer, *,
+class CaptionGroups(torch.utils.data.Dataset):
+    """CaptionPairs regrouped by image: item g is one image with all its captions, for models with one-way fusion
+    (`image_attends_text=False`), which encode each image once for every text that reads it."""
+
+    def __init__(self, pairs: CaptionPairs) -> None:
+        self.pairs = pairs
+        self.rows, self.members = group_by_image([i for i, _ in pairs.pairs])
+        self.in_memory = pairs.in_memory
+        self.num_texts = len(pairs)
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def __getitem__(self, g: int) -> dict[str, Any]:
+        texts = [self.pairs[k] for k in self.members[g]]
+        image = texts[0]["image"]
+        return {"image": image, "texts": [{k: v for k, v in t.items() if k != "image"} for t in texts]}
+
+
+def collate_pairs(items: list[dict[str, Any]], config: ViLTProcessorConfig) -> dict[str, Any]:
+    """(image, caption) items -> a batch; CaptionGroups items -> one copy of each image, every caption pointing to
+    its image by `image_index`. Images are normalized and padded as `config`'s processor does."""
+    pixels, pixel_mask = normalize_pad([it["image"] for it in items], config)
+    image_index = None
+    if items and "texts" in items[0]:
+        image_index = torch.tensor([g for g, it in enumerate(items) for _ in it["texts"]])
+        items = [t for it in items for t in it["texts"]]
+    ids, text_mask = pad_ids([it["ids"] for it in items])
+    word_ids, _ = pad_ids([it["word_ids"] for it in items], pad_id=-1)
+    batch = {"pixel_values": pixels, "pixel_mask": pixel_mask, "input_ids": ids, "attention_mask": text_mask,
+             "word_ids": word_ids, "image_rows": torch.tensor([it["image_row"] for it in items]),
+             "text_rows": torch.tensor([it["text_row"] for it in items])}
+    if image_index is not None:
+        batch["image_index"] = image_index
+    return batch
+
+
+def load_caption_pairs(images: Sequence[Any], config: ViLTProcessorConfig, tokenizer: BertTokenizer, *,
                        skip_bad: bool = False) -> CaptionPairs:
     """`CaptionImage`s (image_path, captions) -> CaptionPairs over every caption of every image."""
     store = ImageStore([im.image_path for im in images], config, skip_bad=skip_bad)
@@ -177,7 +201,7 @@ def load_caption_pairs(images: Sequence[Any], config: ViltProcessorConfig, token
         for c in im.captions:
             pairs.append((i, len(captions)))
             captions.append(c)
-    return CaptionPairs(store, TokenizedTexts.build(captions, tokenizer, config.max_length), pairs)
+    return CaptionPairs(store, TokenizedTexts.build(captions, tokenizer, config.max_text_len), pairs)
 
 
 def whole_word_mask(
@@ -187,7 +211,18 @@ def whole_word_mask(
     """BERT-style masking by whole words (ViLT's whole-word masking): each word of each text is picked with
     probability `prob`; every word piece of a picked word is a target and is replaced by [MASK] 80% of the time,
     a random token 10%, itself 10%. Returns (masked ids, labels with -100 where nothing is predicted).
-    A text in which no word was drawn gets one word picked at random, so every text contributes a target."""
+    A text in which no word was drawn gets one word picked at random, so every text contributes a target.
+
+    Args:
+        input_ids: token ids [B, L].
+        word_ids: the source word of each token [B, L], -1 on special tokens (the tokenizer's `word_ids`).
+        attention_mask: 1 on real tokens [B, L].
+        vocab_size: random replacements are drawn from 0..vocab_size-1.
+        mask_token_id: the id of [MASK].
+        special_ids: ids never picked ([CLS], [SEP], [PAD], ...).
+        prob: the probability that a word is picked.
+        generator: the random source (None: torch's global RNG).
+    """
     B, L = input_ids.shape
     real = (attention_mask > 0) & (word_ids >= 0)
     for t in special_ids:
@@ -211,18 +246,20 @@ def whole_word_mask(
 
 
 def describe_bad(bad: Sequence[Path], limit: int = 5) -> str:
+    """One log line naming the first `limit` unreadable images and how many there were."""
     shown = ", ".join(str(p) for p in bad[:limit])
     more = f" and {len(bad) - limit} more" if len(bad) > limit else ""
     return f"{len(bad)} unreadable image(s) skipped: {shown}{more}"
 
 
 __all__ = [
+    "CaptionGroups",
     "CaptionPairs",
     "ImageStore",
     "TokenizedTexts",
+    "collate_pairs",
     "describe_bad",
     "load_caption_pairs",
-    "normalize_pad",
     "pad_ids",
     "whole_word_mask",
 ]

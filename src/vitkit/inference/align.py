@@ -32,7 +32,8 @@ from torch import nn
 from ..errors import ConfigError, VitkitError
 from ..models.vilt import ot
 from ..models.vilt.model import ViLT, ViLTOutput
-from ..processing.vilt import ImageInput, ViltProcessor
+from ..processing.images import ImageInput
+from ..processing.vilt import ViLTProcessor
 from ..utils.device import device_of
 from .vilt import evaluating, head_logits, pixels_for, processor_for, require_vilt
 
@@ -79,7 +80,7 @@ class Alignment:
 
 
 def word_patch_alignment(
-    model: nn.Module, image: ImageInput, text: str, *, processor: ViltProcessor | None = None
+    model: nn.Module, image: ImageInput, text: str, *, processor: ViLTProcessor | None = None
 ) -> Alignment:
     """Align `text` with `image` in a single-image ViLT: one forward (eval mode, no grad, on the model's device)
     with attentions, the WPA plan of its final-layer features, heat maps over the valid patch grid, and the
@@ -103,14 +104,22 @@ def alignment_from_output(
     model: ViLT,
     output: ViLTOutput,
     inputs: dict[str, torch.Tensor],
-    processor: ViltProcessor,
+    processor: ViLTProcessor,
     *,
     row: int = 0,
     text: str | None = None,
 ) -> Alignment:
-    """The `Alignment` of example `row` of a batch already run: `output` from a ViLT forward with
-    `output_attentions=True`, `inputs` the processor's dict for that batch (`input_ids`, `pixel_values`,
-    `pixel_mask`, and `word_ids` from `return_word_ids=True`). `text` defaults to the decoded input ids."""
+    """The `Alignment` of one example of a batch the model has already run.
+
+    Args:
+        model: the ViLT that produced `output`.
+        output: its forward's output, run with `output_attentions=True`.
+        inputs: the processor's dict for that batch (`input_ids`, `pixel_values`, `pixel_mask`, and `word_ids`
+            from `return_word_ids=True`).
+        processor: the processor that built `inputs` (for the tokens and the image geometry).
+        row: which example of the batch.
+        text: the example's text, for the summary; None decodes it from the input ids.
+    """
     if output.attentions is None:
         raise VitkitError("the forward was run without output_attentions=True")
     if "word_ids" not in inputs:
@@ -181,7 +190,7 @@ def _head_scores(model: ViLT, output: ViLTOutput, row: int) -> tuple[list[dict[s
     return answer, itm
 
 
-def _seen_image(inputs: dict[str, torch.Tensor], processor: ViltProcessor, row: int) -> np.ndarray:
+def _seen_image(inputs: dict[str, torch.Tensor], processor: ViLTProcessor, row: int) -> np.ndarray:
     """The model's input pixels with normalisation undone, cropped to the real (unpadded) pixels: [H, W, 3] uint8."""
     x = inputs["pixel_values"][row].float().cpu()  # [3, H, W]
     mask = inputs["pixel_mask"][row].cpu().bool()  # [H, W]
@@ -286,13 +295,25 @@ def align(
     words: Sequence[str] | None = None,
     max_words: int = 8,
     device: str | torch.device | None = None,
-    processor: ViltProcessor | None = None,
+    processor: ViLTProcessor | None = None,
 ) -> dict[str, Any]:
-    """`word_patch_alignment` + `plot_alignment` in one call. `model_or_source` is a ViLT or anything
-    `vitkit.from_pretrained` reads (a directory's own vocab.txt is used when it has one); `device` ("auto",
-    "cpu", "cuda", ...) moves the model there (None: leave it where it is). Returns a JSON-able summary:
-    text, tokens, words, grid, distance, answer (VQA top-3 or None), itm_score (or None), shown (the words
-    drawn) and out (the PNG's path)."""
+    """`word_patch_alignment` + `plot_alignment` in one call (what `vitkit align` runs).
+
+    Args:
+        model_or_source: a ViLT, or anything `vitkit.from_pretrained` reads (a directory's own vocab.txt is
+            used when it has one).
+        image: a PIL image, an HW/HWC array or an image file path.
+        text: the question or caption whose words are aligned with the image's patches.
+        out_png: where the picture is written.
+        words: the words to draw (None: the first `max_words` content words).
+        max_words: how many words to draw at most.
+        device: "auto", "cpu", "cuda", ... to move the model there; None leaves it where it is.
+        processor: the ViLT processor to use; None builds it from the model's config.
+
+    Returns:
+        A JSON-able summary: text, tokens, words, grid, distance, answer (VQA top-3 or None), itm_score (or
+        None), shown (the words drawn) and out (the PNG's path).
+    """
     model, vocab = model_or_source, None
     if not isinstance(model, nn.Module):
         from ..registry import from_pretrained

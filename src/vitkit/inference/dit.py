@@ -23,6 +23,7 @@ from ..utils.device import resolve_device
 
 
 def check_dit(model: nn.Module) -> None:
+    """Raise VitkitError unless `model` is a DiT (the diffusion helpers take nothing else)."""
     from ..models.dit import DiT
 
     if not isinstance(model, DiT):
@@ -91,11 +92,30 @@ def judge_samples(model: nn.Module, classifier: nn.Module, *, per_class: int = 1
                   batch_size: int = 500, device: str = "auto", guidance_channels: int | None = None,
                   progress: Callable[[int, int], None] | None = None,
                   classes: Sequence[str] | None = None) -> dict[str, Any]:
-    """Draw `per_class` samples of each class and classify them. Returns `sample_accuracy` (fraction the
-    classifier labels as the requested class), `sample_accuracy_per_class`, and with `data_dir` (an ImageFolder)
-    `frechet_distance` (generated vs the real val images) and `frechet_distance_train_val` (real train vs real
-    val, the floor to read it against), plus the images (`samples`, uint8) and their `sample_labels`."""
-    from ..diffusion.gaussian import draw_images, load_vae
+    """Draw samples of each class from a DiT and ask a classifier what they show (`vitkit eval --classifier`).
+
+    Args:
+        model: the DiT.
+        classifier: a vitkit ViT trained on the same class names (`config.labels`).
+        per_class: samples drawn per class.
+        cfg_scale: classifier-free guidance scale (1: the conditional model alone).
+        steps: sampling steps (respaced from the training process).
+        method: "ddim" or "ddpm".
+        seed: seeds the sampler's noise, so a judgement is reproducible.
+        data_dir: an ImageFolder with the real images; given, the Frechet distances are computed too.
+        batch_size: images drawn per sampling call.
+        device: "auto", "cpu", "cuda", ...
+        guidance_channels: the noise channels guidance applies to (None: all; 3 as the official DiT code).
+        progress: called as progress(done, total) while drawing.
+        classes: the class names to draw (None: all the DiT's classes).
+
+    Returns:
+        `sample_accuracy` (the fraction the classifier labels as the requested class),
+        `sample_accuracy_per_class`, with `data_dir` `frechet_distance` (generated vs the real val images) and
+        `frechet_distance_train_val` (real train vs real val, the floor to read it against), plus the images
+        (`samples`, uint8) and their `sample_labels`.
+    """
+    from ..diffusion.sampling import draw_images, load_vae
 
     check_dit(model)
     c = model.config

@@ -39,7 +39,10 @@ from torch import nn
 from ..errors import VitkitError
 from ..models.vilt.model import HEAD_ATTRS, ViLT, ViLTOutput
 from ..processing.bert import BertTokenizer
-from ..processing.vilt import ImageInput, ViltProcessor, ViltProcessorConfig, resize_output_size
+from ..processing.images import ImageInput, is_single_image
+from ..processing.vilt import ViLTProcessor
+from ..processing.vilt_config import ViLTProcessorConfig
+from ..processing.vilt_images import resize_output_size
 from ..utils.device import device_of
 
 ImagesInput = ImageInput | Sequence[ImageInput]
@@ -49,8 +52,8 @@ TextsInput = str | Sequence[str]
 # ---- set-up ----------------------------------------------------------------------------------------------------
 
 
-def processor_for(model: nn.Module, vocab_file: str | os.PathLike | None = None) -> ViltProcessor:
-    """The ViltProcessor a ViLT's weights expect: image geometry, mean/std and interpolation from its config, text
+def processor_for(model: nn.Module, vocab_file: str | os.PathLike | None = None) -> ViLTProcessor:
+    """The ViLTProcessor a ViLT's weights expect: image geometry, mean/std and interpolation from its config, text
     cut at its `max_text_len`, and the shipped bert-base-uncased vocabulary (or `vocab_file`, e.g. a model
     directory's vocab.txt). Built once per (config, vocabulary) and reused."""
     c = require_vilt(model).config
@@ -61,19 +64,19 @@ def processor_for(model: nn.Module, vocab_file: str | os.PathLike | None = None)
     return processor
 
 
-def processor_config_for(model: nn.Module) -> ViltProcessorConfig:
+def processor_config_for(model: nn.Module) -> ViLTProcessorConfig:
     """The image and text settings a ViLT's config implies (shorter / longer edge, divisor, mean, std,
     interpolation, text length): what training, evaluation and inference all preprocess with."""
     c = model.config
-    return ViltProcessorConfig(
-        size=c.shorter_edge, max_size=c.longer_edge, size_divisor=c.size_divisor, mean=tuple(c.mean),
-        std=tuple(c.std), resample=c.interpolation, max_length=c.max_text_len,
+    return ViLTProcessorConfig(
+        shorter_edge=c.shorter_edge, longer_edge=c.longer_edge, size_divisor=c.size_divisor, mean=tuple(c.mean),
+        std=tuple(c.std), resample=c.interpolation, max_text_len=c.max_text_len,
     )
 
 
 @functools.lru_cache(maxsize=8)
-def _cached_processor(config: ViltProcessorConfig, vocab_file: str | None) -> ViltProcessor:
-    return ViltProcessor(config, BertTokenizer(vocab_file, max_length=config.max_length))
+def _cached_processor(config: ViLTProcessorConfig, vocab_file: str | None) -> ViLTProcessor:
+    return ViLTProcessor(config, BertTokenizer(vocab_file, max_length=config.max_text_len))
 
 
 def require_vilt(model: nn.Module, head: str | None = None) -> ViLT:
@@ -102,15 +105,11 @@ def evaluating(model: nn.Module) -> Iterator[None]:
         model.train(was_training)
 
 
-def _is_one_image(x: Any) -> bool:
-    return isinstance(x, (Image.Image, str, os.PathLike)) or (isinstance(x, np.ndarray) and x.ndim in (2, 3))
-
-
 def _pair_up(images: ImagesInput, texts: TextsInput) -> tuple[list[Any], list[str], bool]:
     """-> (images, texts, single): equal-length lists, one image or one text broadcast against many of the other.
     `single` is True when both were given as one item (callers then return one result, not a list)."""
-    single = _is_one_image(images) and isinstance(texts, str)
-    ims = [images] if _is_one_image(images) else list(images)  # type: ignore[arg-type]
+    single = is_single_image(images) and isinstance(texts, str)
+    ims = [images] if is_single_image(images) else list(images)  # type: ignore[arg-type]
     txt = [texts] if isinstance(texts, str) else list(texts)
     if not ims or not txt:
         raise VitkitError("got an empty list of images or texts")
@@ -123,7 +122,7 @@ def _pair_up(images: ImagesInput, texts: TextsInput) -> tuple[list[Any], list[st
     return ims, txt, single
 
 
-def pixels_for(processor: ViltProcessor, images: Sequence[Any], model: ViLT) -> tuple[torch.Tensor, torch.Tensor]:
+def pixels_for(processor: ViLTProcessor, images: Sequence[Any], model: ViLT) -> tuple[torch.Tensor, torch.Tensor]:
     """Images -> (pixel_values [B, 3, H, W] in the model's dtype, pixel_mask [B, H, W]) on the model's device."""
     enc = processor(images=list(images))
     dtype = model.transformer.patch_embed.proj.weight.dtype
@@ -131,7 +130,7 @@ def pixels_for(processor: ViltProcessor, images: Sequence[Any], model: ViLT) -> 
     return enc["pixel_values"].to(device, dtype), enc["pixel_mask"].to(device)
 
 
-def _resized_hw(item: Any, config: ViltProcessorConfig) -> tuple[int, int]:
+def _resized_hw(item: Any, config: ViLTProcessorConfig) -> tuple[int, int]:
     """The (height, width) an image will have after the processor's resize, read without decoding the pixels
     (PIL size / array shape / file header; EXIF rotations swap the sides, as `load_rgb` will). (0, 0) if unknown:
     the size only orders the batches, it never changes a result."""
@@ -178,7 +177,7 @@ def _buckets(sizes: list[tuple[int, int]], lengths: list[int], batch_size: int, 
 
 
 def _forward_pairs(
-    model: ViLT, processor: ViltProcessor, images: list[Any], texts: list[str], batch_size: int,
+    model: ViLT, processor: ViLTProcessor, images: list[Any], texts: list[str], batch_size: int,
     head: str | None = None,
 ) -> Iterator[tuple[list[int], torch.Tensor, Any]]:
     """Forwards over image-text pairs: yields (pair indices, input_ids [b, L] on CPU, output) per batch; the
@@ -213,6 +212,7 @@ def _forward_pairs(
 
 
 def head_logits(model: ViLT, out: ViLTOutput, head: str) -> torch.Tensor:
+    """The logits of `head` in a ViLT output: `out.logits` for the model's task head, else its extra head's."""
     return out.logits if model.config.task == head else out.extra_logits[head]
 
 
@@ -226,7 +226,7 @@ def vqa(
     top_k: int = 5,
     *,
     batch_size: int = 32,
-    processor: ViltProcessor | None = None,
+    processor: ViLTProcessor | None = None,
 ) -> list[dict[str, Any]] | list[list[dict[str, Any]]]:
     """Answer `question` about `image`: the top-k `{"label", "score"}` answers, best first.
 
@@ -235,6 +235,14 @@ def vqa(
     too. Labels come from `model.config.labels` (`answer_<i>` when the model has none). One image and one
     question give one list; a list of either (one image for many questions, or one question for many images, or
     equally many of both) gives one list per pair.
+
+    Args:
+        model: a ViLT with a "vqa" head.
+        image: a PIL image, an HW/HWC array or a file path, or a list of them.
+        question: a question, or a list of them.
+        top_k: how many answers per pair.
+        batch_size: image-question pairs per forward.
+        processor: the ViLT processor to use; None builds it from the model's config (`processor_for`).
     """
     vilt = require_vilt(model, "vqa")
     processor = processor or processor_for(vilt)
@@ -257,11 +265,19 @@ def itm_score(
     text: TextsInput,
     *,
     batch_size: int = 32,
-    processor: ViltProcessor | None = None,
+    processor: ViLTProcessor | None = None,
 ) -> float | list[float]:
     """Probability that `text` describes `image`: softmax over the ITM head's two logits, index 1 = match (as
     ViLT's pretraining labels them). Works for ITM models and any ViLT with "itm" among its extra heads (the
-    pretraining checkpoint). One pair gives a float; lists (broadcast as in `vqa`) give a list."""
+    pretraining checkpoint). One pair gives a float; lists (broadcast as in `vqa`) give a list.
+
+    Args:
+        model: a ViLT with an "itm" head.
+        image: a PIL image, an HW/HWC array or a file path, or a list of them.
+        text: a caption, or a list of them.
+        batch_size: image-text pairs per forward.
+        processor: the ViLT processor to use; None builds it from the model's config (`processor_for`).
+    """
     vilt = require_vilt(model, "itm")
     processor = processor or processor_for(vilt)
     images, texts, single = _pair_up(image, text)
@@ -280,12 +296,21 @@ def fill_mask(
     top_k: int = 5,
     *,
     batch_size: int = 32,
-    processor: ViltProcessor | None = None,
+    processor: ViLTProcessor | None = None,
 ) -> list[list[dict[str, Any]]] | list[list[list[dict[str, Any]]]]:
     """Fill each `[MASK]` in `text` from the image: for every [MASK], in order, the top-k
     `{"token", "token_id", "score"}` WordPiece predictions of the MLM head (softmax over the vocabulary, each
     position on its own, as BERT's fill-mask). Every text needs at least one [MASK]. One pair gives the
-    per-mask list; lists (broadcast as in `vqa`) give one such list per pair."""
+    per-mask list; lists (broadcast as in `vqa`) give one such list per pair.
+
+    Args:
+        model: a ViLT with an "mlm" head.
+        image: a PIL image, an HW/HWC array or a file path, or a list of them.
+        text: a text with one or more "[MASK]", or a list of them.
+        top_k: how many tokens per [MASK].
+        batch_size: image-text pairs per forward.
+        processor: the ViLT processor to use; None builds it from the model's config (`processor_for`).
+    """
     vilt = require_vilt(model, "mlm")
     processor = processor or processor_for(vilt)
     images, texts, single = _pair_up(image, text)
@@ -320,7 +345,7 @@ def retrieval_scores(
     texts: TextsInput,
     *,
     batch_size: int = 64,
-    processor: ViltProcessor | None = None,
+    processor: ViLTProcessor | None = None,
 ) -> torch.Tensor:
     """Score every image against every text: [num_images, num_texts] float32 on the CPU, higher = better match.
 
@@ -328,12 +353,19 @@ def retrieval_scores(
     probability (softmax index 1). Each image is embedded once (`ViLT.embed_image` + its modality type; images
     go `batch_size` at a time) and each text tokenized once; per pair only the text look-up and the joint
     transformer (`ViLT.forward_joint`) run, `batch_size` pairs at a time, each batch cut to its longest text.
+
+    Args:
+        model: a ViLT with a "retrieval" or an "itm" head.
+        images: one image or a list (PIL images, HW/HWC arrays or file paths).
+        texts: one text or a list.
+        batch_size: images embedded, and image-text pairs scored, per forward.
+        processor: the ViLT processor to use; None builds it from the model's config (`processor_for`).
     """
     heads = require_vilt(model).config.heads
     head = "retrieval" if "retrieval" in heads else "itm"
     vilt = require_vilt(model, head)
     processor = processor or processor_for(vilt)
-    ims = [images] if _is_one_image(images) else list(images)  # type: ignore[arg-type]
+    ims = [images] if is_single_image(images) else list(images)  # type: ignore[arg-type]
     txt = [texts] if isinstance(texts, str) else list(texts)
     if not ims or not txt:
         raise VitkitError("got an empty list of images or texts")
@@ -363,11 +395,21 @@ def score_embedded_pairs(
     batch_size: int = 64,
     segments: torch.Tensor | None = None,
 ) -> torch.Tensor:
-    """Every embedded image against every text: [I, T] scores on the CPU (the rank logit for head "retrieval",
-    the ITM match probability for "itm"). `embedded`: `_embed_images`' (tokens with modality type, masks,
-    patch_index); `ids` / `text_masks` / `segments` [T, L] on the model's device, `lengths` [T] on the CPU. Per
-    pair only the text look-up and the joint encoder run, `batch_size` pairs at a time, shortest texts first so
-    each batch is cut to the least padding."""
+    """Every embedded image against every text: [I, T] scores on the CPU. Per pair only the text look-up and the
+    joint encoder run, `batch_size` pairs at a time, shortest texts first so each batch is cut to the least
+    padding.
+
+    Args:
+        model: the ViLT.
+        embedded: the images' half of the input, computed once: (tokens [I, 1+N, D] with modality type 1,
+            masks [I, 1+N], patch_index [I, N, 2]), as `ViLT.embed_image` plus the type embedding gives them.
+        ids: token ids [T, L] on the model's device.
+        text_masks: attention masks [T, L] on the model's device.
+        lengths: real tokens per text [T], on the CPU (batches are cut to their longest text without a sync).
+        head: "retrieval" (the rank logit) or "itm" (the match probability).
+        batch_size: image-text pairs per forward.
+        segments: token type ids [T, L] on the model's device (None: all zeros).
+    """
     image, image_masks, patch_index = embedded
     I, T = image.shape[0], ids.shape[0]
     by_length = lengths.argsort(stable=True)
@@ -394,7 +436,7 @@ def score_embedded_pairs(
 
 
 def _embed_images(
-    model: ViLT, processor: ViltProcessor, images: Sequence[ImageInput]
+    model: ViLT, processor: ViLTProcessor, images: Sequence[ImageInput]
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Images -> the image half of ViLT's input, computed once: tokens [B, 1+N, D] (patches + resampled position
     grid + image [CLS] + modality type 1), masks [B, 1+N] bool, patch_index [B, N, 2], padded to the largest."""
@@ -415,11 +457,20 @@ def rank_texts(
     *,
     top_k: int | None = None,
     batch_size: int = 64,
-    processor: ViltProcessor | None = None,
+    processor: ViLTProcessor | None = None,
 ) -> list[dict[str, Any]]:
     """Text retrieval: `texts` ranked for one image, best first, as `{"index", "score"}` (index into `texts`;
-    score as in `retrieval_scores`). The image is embedded once; each extra text costs one encoder pass."""
-    if not _is_one_image(image):
+    score as in `retrieval_scores`). The image is embedded once; each extra text costs one encoder pass.
+
+    Args:
+        model: a ViLT with a "retrieval" or an "itm" head.
+        image: one image (PIL image, HW/HWC array or file path).
+        texts: the candidate texts.
+        top_k: how many to return (None: all, ranked).
+        batch_size: image-text pairs per forward.
+        processor: the ViLT processor to use; None builds it from the model's config (`processor_for`).
+    """
+    if not is_single_image(image):
         raise VitkitError("rank_texts takes one image (use retrieval_scores for many)")
     return _ranked(retrieval_scores(model, image, texts, batch_size=batch_size, processor=processor)[0], top_k)
 
@@ -431,10 +482,19 @@ def rank_images(
     *,
     top_k: int | None = None,
     batch_size: int = 64,
-    processor: ViltProcessor | None = None,
+    processor: ViLTProcessor | None = None,
 ) -> list[dict[str, Any]]:
     """Image retrieval: `images` ranked for one text, best first, as `{"index", "score"}` (index into `images`;
-    score as in `retrieval_scores`). Each image is embedded once and the text once."""
+    score as in `retrieval_scores`). Each image is embedded once and the text once.
+
+    Args:
+        model: a ViLT with a "retrieval" or an "itm" head.
+        images: the candidate images (PIL images, HW/HWC arrays or file paths).
+        text: one text.
+        top_k: how many to return (None: all, ranked).
+        batch_size: images embedded, and image-text pairs scored, per forward.
+        processor: the ViLT processor to use; None builds it from the model's config (`processor_for`).
+    """
     if not isinstance(text, str):
         raise VitkitError("rank_images takes one text (use retrieval_scores for many)")
     return _ranked(retrieval_scores(model, images, text, batch_size=batch_size, processor=processor)[:, 0], top_k)

@@ -7,7 +7,7 @@ from .bert import BertTokenizer
 from .clip import CLIPProcessor, CLIPProcessorConfig
 from .clip_bpe import CLIPTokenizer
 from .images import DatasetError, ImageLoadError, load_image
-from .vilt import ViltProcessor, ViltProcessorConfig
+from .vilt import ViLTProcessor, ViltProcessor, ViLTProcessorConfig, ViltProcessorConfig
 
 __all__ = [
     "BatchFeature",
@@ -17,6 +17,8 @@ __all__ = [
     "CLIPTokenizer",
     "DatasetError",
     "ImageLoadError",
+    "ViLTProcessor",
+    "ViLTProcessorConfig",
     "ViltProcessor",
     "ViltProcessorConfig",
     "load_image",

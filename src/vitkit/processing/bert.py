@@ -125,6 +125,7 @@ class BertTokenizer:
 
     @property
     def vocab_size(self) -> int:
+        """Number of tokens in the vocabulary."""
         return len(self._vocab)
 
     def __len__(self) -> int:
@@ -132,9 +133,11 @@ class BertTokenizer:
 
     @property
     def special_token_ids(self) -> list[int]:
+        """Ids of [PAD], [UNK], [CLS], [SEP] and [MASK]."""
         return [self._vocab[t] for t in SPECIAL_TOKENS]
 
     def get_vocab(self) -> dict[str, int]:
+        """A copy of the vocabulary, token -> id."""
         return dict(self._vocab)
 
     def convert_tokens_to_ids(self, tokens: str | Sequence[str]) -> int | list[int]:
@@ -144,6 +147,7 @@ class BertTokenizer:
         return [self._vocab.get(t, self.unk_token_id) for t in tokens]
 
     def convert_ids_to_tokens(self, ids: int | Sequence[int] | torch.Tensor) -> str | list[str]:
+        """Id(s) -> WordPiece token(s), "##" continuation marks kept."""
         if isinstance(ids, torch.Tensor):
             ids = ids.tolist()
         if isinstance(ids, int):
@@ -184,6 +188,15 @@ class BertTokenizer:
         40) are cut to it, longest segment first, and still end with [SEP]; a warning is issued once per tokenizer.
         `return_word_ids` adds `word_ids` `[B, L]`: the index of the source word of each token within its segment,
         -1 for [CLS]/[SEP]/[PAD] (what whole-word masking needs).
+
+        Args:
+            texts: a text or a list of texts.
+            text_pair: the second segment of each text (a text, or one per text), or None.
+            max_length: tokens per sequence, [CLS]/[SEP] included (None: the tokenizer's `max_length`).
+            padding: "longest" (to the batch's longest sequence) or "max_length".
+            truncation: cut sequences longer than `max_length` (else they are kept whole).
+            return_tensors: long tensors (True) or lists of lists (False).
+            return_word_ids: add `word_ids`.
         """
         max_length = self.max_length if max_length is None else max_length
         if padding not in ("longest", "max_length"):
@@ -206,8 +219,8 @@ class BertTokenizer:
             inputs = batch
         self._set_truncation(max_length if truncation else None)
         # One text at a time, not encode_batch: batch encoding starts the Rust thread pool, after which a forked
-        # DataLoader worker gets tokenizers' "process just got forked" warning and loses parallelism anyway. At
-        # ~0.1 ms per question the loop costs nothing that matters.
+        # DataLoader worker gets tokenizers' "process just got forked" warning and loses parallelism anyway. A
+        # question is a few dozen characters, so the loop costs nothing next to the model (docs/benchmarks.md).
         encodings: list[Encoding] = [
             self._tok.encode(*x) if isinstance(x, tuple) else self._tok.encode(x) for x in inputs
         ]
@@ -256,6 +269,7 @@ class BertTokenizer:
         return text
 
     def batch_decode(self, ids: Sequence[Sequence[int]] | torch.Tensor, skip_special_tokens: bool = True) -> list[str]:
+        """`decode` of each row of `ids`."""
         if isinstance(ids, torch.Tensor):
             ids = ids.tolist()
         return [self.decode(row, skip_special_tokens=skip_special_tokens) for row in ids]
@@ -268,6 +282,7 @@ class BertTokenizer:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> BertTokenizer:
+        """Inverse of `to_dict`; unknown keys raise ConfigError naming the valid ones."""
         valid = ("vocab_file", "lowercase", "max_length")
         unknown = [k for k in data if k not in valid]
         if unknown:

@@ -53,6 +53,15 @@ PIL_RESAMPLING = {
     "hamming": Image.Resampling.HAMMING,
 }
 
+
+def pil_resampling(name: str, *, field: str = "interpolation") -> Image.Resampling:
+    """A filter name from a config ('bicubic', ...) -> the PIL filter. An unknown name raises ConfigError that
+    names the config `field` it came from and the valid names."""
+    try:
+        return PIL_RESAMPLING[name]
+    except (KeyError, TypeError):  # TypeError: an unhashable value read from a config file
+        raise ConfigError(f"unknown {field} {name!r}; choose one of {', '.join(PIL_RESAMPLING)}") from None
+
 #: The file extensions scanned as images (compared lower-case).
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".webp", ".gif", ".tif", ".tiff")
 
@@ -303,11 +312,17 @@ def array_to_pil(array: np.ndarray) -> Image.Image:
     return Image.fromarray(np.ascontiguousarray(a), mode=mode)
 
 
+def is_single_image(images: object) -> bool:
+    """Whether `images` is one image (a PIL image, a path, an HW/HWC array) rather than a batch of them."""
+    return isinstance(images, (Image.Image, str, os.PathLike)) or (
+        isinstance(images, np.ndarray) and images.ndim in (2, 3)
+    )
+
+
 def as_image_batch(images: object) -> list:
     """One image (PIL, path, HW/HWC array) -> [it]; a sequence of images (or an NHWC array) -> a list.
     An empty batch, or something that is neither, raises VitkitError."""
-    single = isinstance(images, (Image.Image, str, os.PathLike))
-    if single or (isinstance(images, np.ndarray) and images.ndim in (2, 3)):
+    if is_single_image(images):
         return [images]
     if isinstance(images, np.ndarray) and images.ndim != 4:
         raise VitkitError(f"expected an HW or HWC image array (or NHWC for a batch), got shape {images.shape}")

@@ -1,22 +1,13 @@
 """ViLT inputs: images and text -> model tensors (Kim et al. 2021, https://arxiv.org/abs/2102.03334).
 
-ViLT keeps each image's aspect ratio: the shorter side is resized to `size` (384) unless that would make the
-longer side exceed `int(1333 / 800 * size)` (639 at 384: COCO's 800x1333 detection budget scaled down), in which
-case the longer side is capped instead; both sides are then rounded and floored to a multiple of `size_divisor`
-(32, the patch size), so at size 384 the longer side is at most 608. Resampling is PIL bicubic, pixels are
-scaled to [0, 1] and normalized with mean = std = 0.5, and a batch is zero-padded at the bottom/right to its
-largest image, with `pixel_mask` [B, H, W] marking the real pixels (1) for the model's patch masking.
+`ViLTProcessor` (also spelled `ViltProcessor`, as in transformers) reproduces Hugging Face transformers'
+`ViltProcessor` (PIL `ViltImageProcessor` + BERT tokenizer): same `pixel_values` (to float32 rounding),
+`pixel_mask`, `input_ids`, `attention_mask` and `token_type_ids` (tests/processing/test_vilt.py checks this).
+The image pipeline is `vitkit.processing.vilt_images`, the settings `vitkit.processing.vilt_config`; both are
+importable from here too. The settings carry `ViLTConfig`'s names (`shorter_edge`, `longer_edge`,
+`max_text_len`); the names of earlier versions (`size`, `max_size`, `max_length`) are still read.
 
-`ViltProcessor` reproduces Hugging Face transformers' `ViltProcessor` (PIL `ViltImageProcessor` + BERT tokenizer):
-same `pixel_values` (to float32 rounding), `pixel_mask`, `input_ids`, `attention_mask` and `token_type_ids`
-(tests/test_processing.py checks this). Where HF has no sensible answer, vitkit picks one:
-
-- any PIL mode becomes RGB through `vitkit.images.to_mode`: transparency is composited onto white (as HF's
-  `convert_to_rgb`), 16-bit images ("I;16", "I") are scaled to 8 bits instead of clipped to white;
-- EXIF orientation is applied (`PIL.ImageOps.exif_transpose`), so phone photos are upright;
-- images so elongated (beyond ~20:1) that a side would round to 0 keep at least `size_divisor` pixels.
-
-    processor = ViltProcessor()
+    processor = ViLTProcessor()
     batch = processor(images=[Image.open("cat.jpg")], text=["How many cats are there?"])
     # input_ids / attention_mask / token_type_ids [B, L]; pixel_values [B, 3, H, W]; pixel_mask [B, H, W]
 """
@@ -27,226 +18,29 @@ import dataclasses
 import json
 import os
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-import numpy as np
 import torch
-import torch.nn.functional as F
-from PIL import Image
 
-from ..config import config_from_dict, config_to_dict, replace_config
+from ..config import replace_config
 from ..errors import ConfigError, VitkitError
 from .bert import BertTokenizer
-from .images import PIL_RESAMPLING as PIL_RESAMPLE
-from .images import ImageInput, as_image_batch, load_rgb
-from .images import array_to_pil as array_to_pil  # re-exported: its home is images.py now
-
-# COCO detection's 800 x 1333 budget; ViLT scales it to its shorter side: int(1333 / 800 * 384) = 639.
-MAX_SHORTER_EDGE = 800
-MAX_LONGER_EDGE = 1333
-
-# F.interpolate modes for the tensor path; PIL's box/hamming/lanczos filters have no torch counterpart.
-TORCH_RESAMPLE = {"nearest": "nearest-exact", "bilinear": "bilinear", "bicubic": "bicubic"}
+from .vilt_config import RENAMED_SETTINGS, ViLTProcessorConfig, current_setting_names
+from .vilt_images import (
+    ImageInput,
+    array_to_pil,
+    is_single_image,
+    load_rgb,
+    normalize_pad,
+    pad_batch,
+    preprocess_images,
+    preprocess_tensors,
+    resize_output_size,
+)
 
 # Not "processor_config.json": transformers 5 writes its own (differently shaped) file under that name.
 CONFIG_NAME = "vitkit_processor.json"
-
-
-@dataclass(frozen=True)
-class ViltProcessorConfig:
-    """Everything that turns an image and a question into ViLT inputs; saved alongside a model's weights."""
-
-    size: int = 384  # target length of the shorter image side
-    max_size: int | None = None  # cap on the longer side before flooring; None: int(1333 / 800 * size)
-    size_divisor: int = 32  # both sides are floored to a multiple of this (the patch size)
-    mean: tuple[float, float, float] = (0.5, 0.5, 0.5)  # per-channel normalization of [0, 1] pixels
-    std: tuple[float, float, float] = (0.5, 0.5, 0.5)
-    resample: str = "bicubic"  # PIL filter name: nearest, bilinear, bicubic, lanczos, box, hamming
-    max_length: int = 40  # text length in tokens, [CLS]/[SEP] included (ViLT's position-embedding budget)
-
-    def __post_init__(self) -> None:
-        if self.size < 1 or self.size_divisor < 1 or self.max_length < 3:
-            raise ConfigError(f"size, size_divisor must be >= 1 and max_length >= 3, got {self}")
-        if self.max_size is not None and self.max_size < self.size:
-            raise ConfigError(f"max_size={self.max_size} is smaller than size={self.size}")
-        if len(self.mean) != 3 or len(self.std) != 3 or any(s <= 0 for s in self.std):
-            raise ConfigError(f"mean and std need 3 values each (std > 0), got mean={self.mean} std={self.std}")
-        if self.resample not in PIL_RESAMPLE:
-            raise ConfigError(f"resample={self.resample!r} is not one of {', '.join(PIL_RESAMPLE)}")
-
-    @property
-    def longer_side(self) -> int:
-        # Same float expression as ViLT/HF: (1333 / 800) * 384 = 639.84 -> 639.
-        return self.max_size if self.max_size is not None else int(MAX_LONGER_EDGE / MAX_SHORTER_EDGE * self.size)
-
-    def to_dict(self) -> dict[str, Any]:
-        return config_to_dict(self)
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> ViltProcessorConfig:
-        """Inverse of `to_dict`; unknown keys raise ConfigError naming the valid fields."""
-        return config_from_dict(cls, data)
-
-    @classmethod
-    def from_hf_dict(cls, data: dict[str, Any]) -> ViltProcessorConfig:
-        """Read a transformers `preprocessor_config.json` (ViltImageProcessor) into the equivalent config."""
-        for key, ok in (("do_resize", True), ("do_rescale", True), ("do_pad", True)):
-            if data.get(key, ok) != ok:
-                raise ConfigError(f"preprocessor config sets {key}={data[key]}, which vitkit's ViLT pipeline lacks")
-        if abs(float(data.get("rescale_factor", 1 / 255)) - 1 / 255) > 1e-9:
-            raise ConfigError(f"preprocessor config rescale_factor={data['rescale_factor']} is not 1/255")
-        size = data.get("size", 384)
-        if isinstance(size, dict):
-            if "shortest_edge" not in size:
-                raise ConfigError(f"preprocessor config size={size} has no 'shortest_edge'")
-            size = size["shortest_edge"]
-        names = {int(v): k for k, v in PIL_RESAMPLE.items()}
-        resample = data.get("resample", int(Image.Resampling.BICUBIC))
-        if resample not in names:
-            raise ConfigError(f"preprocessor config resample={resample} is not a PIL filter id {sorted(names)}")
-        normalize = data.get("do_normalize", True)
-        return cls(
-            size=int(size),
-            size_divisor=int(data.get("size_divisor", 32)),
-            mean=tuple(data.get("image_mean", (0.5, 0.5, 0.5))) if normalize else (0.0, 0.0, 0.0),
-            std=tuple(data.get("image_std", (0.5, 0.5, 0.5))) if normalize else (1.0, 1.0, 1.0),
-            resample=names[resample],
-        )
-
-
-# ---- geometry and batching ---------------------------------------------------------------------------------------
-
-
-def resize_output_size(height: int, width: int, config: ViltProcessorConfig | None = None) -> tuple[int, int]:
-    """(height, width) after ViLT's resize: shorter side -> size, longer side capped, both floored to the divisor."""
-    cfg = config or ViltProcessorConfig()
-    shorter, longer, divisor = cfg.size, cfg.longer_side, cfg.size_divisor
-    scale = shorter / min(height, width)
-    if height < width:
-        new_h, new_w = float(shorter), scale * width
-    else:
-        new_h, new_w = scale * height, float(shorter)
-    if max(new_h, new_w) > longer:
-        scale = longer / max(new_h, new_w)
-        new_h, new_w = scale * new_h, scale * new_w
-    new_h, new_w = int(new_h + 0.5), int(new_w + 0.5)
-    # max(divisor, .): a >20:1 strip would otherwise floor to a 0-pixel side (HF errors there).
-    return max(divisor, new_h // divisor * divisor), max(divisor, new_w // divisor * divisor)
-
-
-def pad_batch(images: Sequence[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
-    """[C, h_i, w_i] tensors -> (zero-padded [B, C, H, W], pixel_mask [B, H, W] long with 1 on real pixels)."""
-    if not images:
-        raise VitkitError("got an empty batch of images")
-    height = max(int(x.shape[-2]) for x in images)
-    width = max(int(x.shape[-1]) for x in images)
-    first = images[0]
-    out = first.new_zeros((len(images), first.shape[0], height, width))  # [B, C, H, W]
-    mask = torch.zeros((len(images), height, width), dtype=torch.long, device=first.device)  # [B, H, W]
-    for i, x in enumerate(images):
-        h, w = x.shape[-2:]
-        out[i, :, :h, :w] = x
-        mask[i, :h, :w] = 1
-    return out, mask
-
-
-def preprocess_images(
-    images: ImageInput | Sequence[ImageInput], config: ViltProcessorConfig | None = None
-) -> dict[str, torch.Tensor]:
-    """Images (PIL, HWC numpy, paths; one or a list) -> `pixel_values` [B, 3, H, W] float32, `pixel_mask` [B, H, W].
-
-    Matches transformers' PIL ViltImageProcessor (resize, rescale, normalize, pad) to float32 rounding.
-    """
-    cfg = config or ViltProcessorConfig()
-    batch = as_image_batch(images)
-    resized = []
-    for item in batch:
-        rgb = load_rgb(item)
-        if rgb.width < 1 or rgb.height < 1:
-            raise VitkitError(f"an image of {rgb.width}x{rgb.height} pixels has no content to resize")
-        height, width = resize_output_size(rgb.height, rgb.width, cfg)
-        resized.append(np.asarray(rgb.resize((width, height), resample=PIL_RESAMPLE[cfg.resample])))  # [h, w, 3]
-    # Normalizing 8-bit pixels is a table look-up: (v / 255 - mean) / std for the 256 values of each channel,
-    # computed in float64 (like HF's rescale) and far faster than float arithmetic on the whole image.
-    levels = np.arange(256, dtype=np.float64)[None, :] / 255.0  # [1, 256]
-    lut = ((levels - np.array(cfg.mean)[:, None]) / np.array(cfg.std)[:, None]).astype(np.float32)  # [3, 256]
-    height = max(a.shape[0] for a in resized)
-    width = max(a.shape[1] for a in resized)
-    pixel_values = np.zeros((len(resized), 3, height, width), dtype=np.float32)  # zero padding, bottom/right
-    pixel_mask = np.zeros((len(resized), height, width), dtype=np.int64)
-    for i, a in enumerate(resized):
-        h, w = a.shape[:2]
-        chw = np.ascontiguousarray(a.transpose(2, 0, 1))  # [3, h, w]
-        for c in range(3):
-            pixel_values[i, c, :h, :w] = lut[c].take(chw[c])
-        pixel_mask[i, :h, :w] = 1
-    return {"pixel_values": torch.from_numpy(pixel_values), "pixel_mask": torch.from_numpy(pixel_mask)}
-
-
-def preprocess_tensors(
-    images: torch.Tensor | Sequence[torch.Tensor], config: ViltProcessorConfig | None = None
-) -> dict[str, torch.Tensor]:
-    """The fast path for images already on a device: [B, C, H, W] or a list of [C, H, W] (C = 1 or 3) -> the same
-    `pixel_values` / `pixel_mask` as `preprocess_images`, computed on the images' device.
-
-    uint8 tensors are read as 0..255, floating tensors as [0, 1] (clipped, NaN read as 0). The resize is
-    `F.interpolate(antialias=True)` (PyTorch's port of PIL's filters) run as PIL runs it: a horizontal then a
-    vertical pass, each clamped and rounded to 8-bit levels. It matches the PIL path only approximately, since
-    PIL filters in fixed point: on CPU a few pixels in a thousand differ by one 8-bit level, i.e. 2/255 = 0.0078
-    after normalization (tests/test_processing.py bounds the max |diff| by one level and the mean by 1e-4). CUDA
-    kernels sum in a different order; the same bound is expected there but is only tested on CPU.
-    """
-    cfg = config or ViltProcessorConfig()
-    if cfg.resample not in TORCH_RESAMPLE:
-        raise ConfigError(f"resample={cfg.resample!r} has no torch equivalent; use one of {', '.join(TORCH_RESAMPLE)}")
-    if isinstance(images, torch.Tensor):
-        if images.ndim == 3:
-            images = images.unsqueeze(0)
-        if images.ndim != 4:
-            raise VitkitError(f"expected [B, C, H, W] or [C, H, W] images, got shape {tuple(images.shape)}")
-        batch = list(images)
-    else:
-        batch = list(images)
-    if not batch:
-        raise VitkitError("got an empty batch of images")
-    for x in batch:
-        if not isinstance(x, torch.Tensor) or x.ndim != 3 or x.shape[0] not in (1, 3):
-            raise VitkitError(f"expected [C, H, W] tensors with C = 1 or 3, got {getattr(x, 'shape', type(x))}")
-        if x.shape[1] < 1 or x.shape[2] < 1:
-            raise VitkitError(f"an image of {x.shape[2]}x{x.shape[1]} pixels has no content to resize")
-    device = batch[0].device
-    mean = torch.tensor(cfg.mean, dtype=torch.float32, device=device).view(1, 3, 1, 1)
-    std = torch.tensor(cfg.std, dtype=torch.float32, device=device).view(1, 3, 1, 1)
-    mode = TORCH_RESAMPLE[cfg.resample]
-    # Same-sized images are resized together: one interpolate call per distinct input size.
-    groups: dict[tuple, list[int]] = {}
-    for i, x in enumerate(batch):
-        groups.setdefault((tuple(x.shape), x.dtype), []).append(i)
-    resized: list[torch.Tensor | None] = [None] * len(batch)
-    for (shape, dtype), idx in groups.items():
-        x = torch.stack([batch[i] for i in idx]).float()  # [b, C, H, W]
-        if dtype.is_floating_point:
-            # as the numpy path: NaN -> 0, clipped to [0, 1] (a NaN or inf would spread through the resize)
-            x = torch.nan_to_num(x, nan=0.0, posinf=1.0, neginf=0.0).clamp_(0.0, 1.0)
-            x = x * 255.0  # [0, 1] -> the 0..255 scale PIL works in; integer tensors already are
-        x = x.expand(-1, 3, -1, -1)  # [b, 3, H, W]; grayscale -> RGB
-        height, width = resize_output_size(shape[1], shape[2], cfg)
-        if mode == "nearest-exact":
-            y = F.interpolate(x, size=(height, width), mode=mode)
-        else:
-            # Two separable passes, width first, each rounded to 8-bit levels: what PIL does. One 2-D pass
-            # instead would differ from PIL by a level on ~17% of pixels (up to 12 levels on sharp edges).
-            y = F.interpolate(x, size=(shape[1], width), mode=mode, align_corners=False, antialias=True)
-            y = y.clamp(0.0, 255.0).round()  # [b, 3, H, w]
-            y = F.interpolate(y, size=(height, width), mode=mode, align_corners=False, antialias=True)
-        y = y.clamp(0.0, 255.0).round()  # [b, 3, h, w]; PIL's output is uint8: clip the bicubic overshoot
-        y = (y / 255.0 - mean) / std  # [b, 3, h, w]
-        for j, i in enumerate(idx):
-            resized[i] = y[j]
-    pixel_values, pixel_mask = pad_batch(resized)  # type: ignore[arg-type]
-    return {"pixel_values": pixel_values, "pixel_mask": pixel_mask}
 
 
 def _read_json(path: Path) -> dict[str, Any]:
@@ -262,21 +56,24 @@ def _read_json(path: Path) -> dict[str, Any]:
 # ---- images + text ---------------------------------------------------------------------------------------------
 
 
-class ViltProcessor:
-    """Images and questions -> ViLT model inputs, like transformers' `ViltProcessor`.
+class ViLTProcessor:
+    """Images and questions -> ViLT model inputs, like transformers' `ViltProcessor` (also importable under that
+    spelling, `vitkit.processing.ViltProcessor`).
 
     Args:
         config: image and text settings (defaults: ViLT's 384 / 32 / mean = std = 0.5 / bicubic / 40 tokens).
         tokenizer: defaults to `BertTokenizer()` with the shipped bert-base-uncased vocabulary.
-        **overrides: fields of `ViltProcessorConfig` (an unknown name raises ConfigError listing the valid ones).
+        **overrides: fields of `ViLTProcessorConfig` (an unknown name raises ConfigError listing the valid ones;
+            the old names `size`, `max_size`, `max_length` still work, with a DeprecationWarning).
     """
 
     def __init__(
-        self, config: ViltProcessorConfig | None = None, tokenizer: BertTokenizer | None = None, **overrides: Any
+        self, config: ViLTProcessorConfig | None = None, tokenizer: BertTokenizer | None = None, **overrides: Any
     ):
-        config = config or ViltProcessorConfig()
+        config = config or ViLTProcessorConfig()
+        overrides = current_setting_names(overrides)
         self.config = replace_config(config, **overrides) if overrides else config
-        self.tokenizer = tokenizer or BertTokenizer(max_length=self.config.max_length)
+        self.tokenizer = tokenizer or BertTokenizer(max_length=self.config.max_text_len)
 
     def __call__(
         self,
@@ -289,16 +86,26 @@ class ViltProcessor:
         return_word_ids: bool = False,
     ) -> dict[str, torch.Tensor]:
         """-> `input_ids`, `attention_mask`, `token_type_ids` [B, L] long (when `text` is given) and `pixel_values`
-        [B, 3, H, W] float32, `pixel_mask` [B, H, W] long (when `images` are given). Text is truncated to
-        `max_length` tokens (default: the config's 40) and padded to the longest text ("max_length" pads to it).
-        `return_word_ids` adds the tokenizer's `word_ids` [B, L] (-1 on special tokens), for whole-word masking."""
+        [B, 3, H, W] float32, `pixel_mask` [B, H, W] long (when `images` are given).
+
+        Args:
+            images: an image (PIL image, HW/HWC numpy array or file path) or a list of them; an NHWC array is
+                a batch.
+            text: a text or a list of texts, as many as the images when both are given.
+            max_length: tokens per text, [CLS]/[SEP] included (transformers' argument name; None: the config's
+                `max_text_len`, 40); longer texts are truncated.
+            padding: "longest" pads to the batch's longest text, "max_length" to `max_length`.
+            return_tensors: "pt" (torch tensors), the only kind returned.
+            return_word_ids: add the tokenizer's `word_ids` [B, L] (-1 on special tokens), for whole-word
+                masking.
+        """
         if return_tensors != "pt":
             raise ConfigError(f"return_tensors={return_tensors!r}: only 'pt' (torch tensors) is supported")
         if images is None and text is None:
-            raise VitkitError("ViltProcessor needs images, text or both")
+            raise VitkitError("ViLTProcessor needs images, text or both")
         out: dict[str, torch.Tensor] = {}
         if text is not None:
-            max_length = self.config.max_length if max_length is None else max_length
+            max_length = self.config.max_text_len if max_length is None else max_length
             out.update(
                 self.tokenizer.encode(
                     text,
@@ -318,6 +125,7 @@ class ViltProcessor:
         return preprocess_tensors(images, self.config)
 
     def decode(self, ids: Sequence[int] | torch.Tensor, skip_special_tokens: bool = True) -> str:
+        """Token ids -> text, WordPiece pieces joined (special tokens dropped unless asked for)."""
         return self.tokenizer.decode(ids, skip_special_tokens=skip_special_tokens)
 
     # ---- persistence -------------------------------------------------------------------------------------------
@@ -327,22 +135,23 @@ class ViltProcessor:
         return {**self.config.to_dict(), "lowercase": self.tokenizer.lowercase}
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any], vocab_file: str | os.PathLike | None = None) -> ViltProcessor:
-        """Inverse of `to_dict`; `vocab_file` None uses the shipped bert-base-uncased vocabulary."""
+    def from_dict(cls, data: dict[str, Any], vocab_file: str | os.PathLike | None = None) -> ViLTProcessor:
+        """Inverse of `to_dict` (old setting names read too); `vocab_file` None uses the shipped bert-base-uncased
+        vocabulary."""
         data = dict(data)
         lowercase = bool(data.pop("lowercase", True))
-        config = ViltProcessorConfig.from_dict(data)
-        return cls(config, BertTokenizer(vocab_file, lowercase=lowercase, max_length=config.max_length))
+        config = ViLTProcessorConfig.from_dict(data)
+        return cls(config, BertTokenizer(vocab_file, lowercase=lowercase, max_length=config.max_text_len))
 
     def save_pretrained(self, directory: str | os.PathLike) -> None:
-        """Write `processor_config.json` and the tokenizer's `vocab.txt` into `directory`."""
+        """Write `vitkit_processor.json` and the tokenizer's `vocab.txt` into `directory`."""
         path = Path(directory)
         path.mkdir(parents=True, exist_ok=True)
         (path / CONFIG_NAME).write_text(json.dumps(self.to_dict(), indent=2) + "\n", encoding="utf-8")
         self.tokenizer.save_vocabulary(path)
 
     @classmethod
-    def from_pretrained(cls, directory: str | os.PathLike) -> ViltProcessor:
+    def from_pretrained(cls, directory: str | os.PathLike) -> ViLTProcessor:
         """Read a directory written by `save_pretrained`, or a transformers ViLT model/processor directory
         (`processor_config.json` or `preprocessor_config.json`, `vocab.txt` or `tokenizer.json`,
         `tokenizer_config.json`); a missing vocabulary falls back to the shipped bert-base-uncased one."""
@@ -359,15 +168,40 @@ class ViltProcessor:
             hf = _read_json(path / "preprocessor_config.json")
         if hf is None:
             raise VitkitError(f"{path} has no {CONFIG_NAME}, processor_config.json or preprocessor_config.json")
-        config = ViltProcessorConfig.from_hf_dict(hf)
+        config = ViLTProcessorConfig.from_hf_dict(hf)
         if (path / "tokenizer_config.json").exists():
             tok = _read_json(path / "tokenizer_config.json")
             lowercase = bool(tok.get("do_lower_case", True))
             limit = tok.get("model_max_length")
-            if isinstance(limit, int) and 3 <= limit < config.max_length:
-                config = dataclasses.replace(config, max_length=limit)
-        tokenizer = BertTokenizer(vocab, lowercase=lowercase, max_length=config.max_length)
+            if isinstance(limit, int) and 3 <= limit < config.max_text_len:
+                config = dataclasses.replace(config, max_text_len=limit)
+        tokenizer = BertTokenizer(vocab, lowercase=lowercase, max_length=config.max_text_len)
         return cls(config, tokenizer)
 
     def __repr__(self) -> str:
-        return f"ViltProcessor({self.config}, {self.tokenizer!r})"
+        return f"ViLTProcessor({self.config}, {self.tokenizer!r})"
+
+
+# transformers' spelling of the class names, which README examples and earlier versions use.
+ViltProcessor = ViLTProcessor
+ViltProcessorConfig = ViLTProcessorConfig
+
+
+__all__ = [
+    "CONFIG_NAME",
+    "RENAMED_SETTINGS",
+    "ImageInput",
+    "ViLTProcessor",
+    "ViLTProcessorConfig",
+    "ViltProcessor",
+    "ViltProcessorConfig",
+    "array_to_pil",
+    "current_setting_names",
+    "is_single_image",
+    "load_rgb",
+    "normalize_pad",
+    "pad_batch",
+    "preprocess_images",
+    "preprocess_tensors",
+    "resize_output_size",
+]

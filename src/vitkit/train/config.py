@@ -117,12 +117,12 @@ def resolve_vl_recipe(cfg: TrainConfig, *, task: str, pretrained: bool, img_size
     head x10, weight decay 0.01, 10 epochs, 10% warmup, RandAugment N=2 M=9 without colour inversion); a model
     trained from scratch on small data (generated scenes) gets a higher rate and no RandAugment for images of
     <= 64 px (colour words in the questions must stay true: no colour ops); VQA from scratch flips half the
-    images, each question mirrored with its image ("leftmost" <-> "rightmost"; on generated scenes 0.850 vs
-    0.830 without, 30 epochs). Every task from scratch runs 30 epochs (VQA on generated scenes: 0.885 in
-    17 min 33 s on 2 CPU cores, since the last block computes only the pooled [CLS] row; it had been 25 epochs
-    while 30 took 19 min 57 s).
+    images, each question mirrored with its image ("leftmost" <-> "rightmost"), which doubles the pictures a
+    small dataset offers without making an answer false. Every task from scratch runs 30 epochs, what the
+    generated scenes need to converge within the CPU time budget of examples/vqa_scenes.md.
     Retrieval scores each image against 16 captions per step, so its default batch is 32 images, not 64; VQA
-    from scratch takes 128 questions a step (on generated scenes, 128 learned faster per epoch than 64 and 256)."""
+    from scratch takes 128 questions a step, the batch that learned fastest per epoch on the generated scenes.
+    The measurements behind these choices are in examples/vqa_scenes.md."""
     from dataclasses import replace
 
     from ..errors import ConfigError
@@ -178,8 +178,8 @@ def resolve_diffusion_recipe(cfg: TrainConfig, *, num_train: int, in_chans: int,
     for colour data only, no label smoothing, RandAugment, mixup or erasing (they would change the distribution
     the model learns to draw), no stochastic depth. The paper trains at a constant 1e-4 for 400k+ steps of 256;
     a small model from scratch on a CPU gets 2e-3 with a short warmup and cosine decay, and about 100k images
-    seen (20 epochs at least) — a fine-tuned DiT 1e-4 and 10 epochs. (On the built-in digits after 10 epochs,
-    2e-3 reached a lower validation loss than 1e-3, 0.049 vs 0.054.)"""
+    seen (20 epochs at least) — a fine-tuned DiT 1e-4 and 10 epochs. 2e-3 because a short run from scratch
+    reached a lower validation loss with it than with 1e-3 (the screens are in examples/dit_digits.md)."""
     from dataclasses import replace
 
     epochs = cfg.epochs if cfg.epochs is not None else (

@@ -26,7 +26,18 @@ from ..utils.device import resolve_device
 def evaluate_vilt(model: nn.Module, data_dir: str | Path, *, batch_size: int = 64, device: str = "auto",
                   skip_bad_images: bool = False, source: str | Path | None = None,
                   max_images: int = 1000) -> dict[str, Any]:
-    """The task metrics of a ViLT (`model.config.task`) on the validation split of `data_dir`."""
+    """The task metrics of a ViLT (`model.config.task`) on the validation split of `data_dir`, computed as training
+    reports them: VQA accuracy (vqa), accuracy (nlvr2), R@1/5/10 both ways (retrieval, itm).
+
+    Args:
+        model: the ViLT.
+        data_dir: the dataset, in the layout its task reads (VQAv2, NLVR2, COCO / Karpathy captions).
+        batch_size: examples per forward.
+        device: "auto", "cpu", "cuda", ...
+        skip_bad_images: drop examples whose image cannot be read instead of stopping with its name.
+        source: the directory the model was loaded from; its own vocab.txt is used when it has one.
+        max_images: retrieval: the validation images scored all against all (time grows with its square).
+    """
     from ..models.vilt.model import ViLT
     from ..utils.distributed import DistInfo
     from .engine import StepContext
@@ -45,7 +56,8 @@ def evaluate_vilt(model: nn.Module, data_dir: str | Path, *, batch_size: int = 6
     with torch.no_grad():
         if task == "vqa":
             from ..data.vqa import load_vqa_split
-            from .tasks.vqa import ImageGroups, VQATask, load_vqa_data
+            from ..data.vqa_dataset import ImageGroups, load_vqa_data
+            from .tasks.vqa import VQATask
 
             answers = list(model.config.labels or ())
             if not answers:
@@ -59,7 +71,8 @@ def evaluate_vilt(model: nn.Module, data_dir: str | Path, *, batch_size: int = 6
             metrics = t.evaluate(model, DataLoader(ds, batch_size=batch_size, collate_fn=t.collate), ctx)
         elif task == "nlvr2":
             from ..data.nlvr2 import load_nlvr2
-            from .tasks.nlvr2 import NLVR2Dataset, NLVR2Task
+            from ..data.nlvr2_dataset import NLVR2Dataset
+            from .tasks.nlvr2 import NLVR2Task
 
             ds = NLVR2Dataset(load_nlvr2(data_dir, "dev"), processor.config, processor.tokenizer,
                               skip_bad=skip_bad_images)
@@ -68,7 +81,7 @@ def evaluate_vilt(model: nn.Module, data_dir: str | Path, *, batch_size: int = 6
         elif task in ("retrieval", "itm"):
             from ..data.captions import find_caption_files
             from ..data.vl import load_caption_pairs
-            from .tasks.pretrain import retrieval_metrics
+            from .tasks.retrieval import retrieval_metrics
 
             _, val = find_caption_files(data_dir)
             ds = load_caption_pairs(val, processor.config, processor.tokenizer, skip_bad=skip_bad_images)
@@ -80,7 +93,15 @@ def evaluate_vilt(model: nn.Module, data_dir: str | Path, *, batch_size: int = 6
 
 def evaluate_classifier(model: nn.Module, data_dir: str | Path, *, batch_size: int = 128, device: str = "auto",
                         skip_bad_images: bool = False) -> dict[str, Any]:
-    """Top-1, top-5, loss and per-class accuracy of `model` on the val split of `data_dir`."""
+    """Top-1, top-5, loss and per-class accuracy of `model` on the val split of `data_dir`.
+
+    Args:
+        model: a vitkit image classifier whose config holds its preprocessing and class names.
+        data_dir: an ImageFolder (`val/<class>/...`), CIFAR or MNIST directory.
+        batch_size: images per forward.
+        device: "auto", "cpu", "cuda", ...
+        skip_bad_images: drop images that cannot be read instead of stopping with their name.
+    """
     from ..data.classification import load_classification_data
     from ..data.transforms import DataConfig
     from ..utils.distributed import DistInfo
@@ -104,10 +125,20 @@ def evaluate_classifier(model: nn.Module, data_dir: str | Path, *, batch_size: i
 
 def evaluate_dit(model: nn.Module, data_dir: str | Path, *, batch_size: int = 64, device: str = "auto",
                  skip_bad_images: bool = False) -> dict[str, Any]:
-    """val_loss / val_mse / val_vb of a DiT on `data_dir`'s validation split (as training reports them)."""
+    """val_loss / val_mse / val_vb of a DiT on `data_dir`'s validation split (as training reports them: fixed,
+    seeded timesteps and noise per image).
+
+    Args:
+        model: the DiT.
+        data_dir: an ImageFolder whose folder names are the DiT's classes.
+        batch_size: images per forward.
+        device: "auto", "cpu", "cuda", ...
+        skip_bad_images: drop images that cannot be read instead of stopping with their name.
+    """
     from ..data.classification import load_classification_data
     from ..data.transforms import EvalTransform
-    from ..diffusion.gaussian import create_diffusion, load_vae
+    from ..diffusion.gaussian import create_diffusion
+    from ..diffusion.sampling import load_vae
     from ..inference.dit import check_dit, image_data_config
     from ..utils.distributed import DistInfo
     from .engine import StepContext

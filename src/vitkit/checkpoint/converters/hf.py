@@ -28,8 +28,9 @@ import torch
 from ...errors import CheckpointError, ConfigError
 from ...layers.mlp import ACTIVATION_ALIASES, get_activation
 from ...models.vit import ViTConfig
-from ..io import key_listing, read_json, read_state_dict
+from ..io import read_json, read_state_dict
 from .jax import mlp_ratio_for
+from .keys import fuse_qkv, key_problems
 
 log = logging.getLogger("vitkit")
 
@@ -97,8 +98,8 @@ V5_BLOCK = BlockNames(
 
 # HF `hidden_act` names vitkit's get_activation does not know, for functions it has.
 HF_ACTIVATIONS = {"gelu_python": "gelu", "gelu_fast": "gelu_tanh", "gelu_python_tanh": "gelu_tanh"}
-# PIL resampling codes as written in preprocessor_config.json.
-PIL_RESAMPLE = {0: "nearest", 1: "lanczos", 2: "bilinear", 3: "bicubic", 4: "box", 5: "hamming"}
+# The integer `resample` codes a preprocessor_config.json holds (PIL's enum values) -> vitkit's filter names.
+HF_RESAMPLE_NAMES = {0: "nearest", 1: "lanczos", 2: "bilinear", 3: "bicubic", 4: "box", 5: "hamming"}
 # transformers' ViTConfig / ViTImageProcessor defaults, for keys a config file leaves out.
 HF_VIT_DEFAULTS: dict[str, Any] = {
     "hidden_size": 768, "num_hidden_layers": 12, "num_attention_heads": 12, "intermediate_size": 3072,
@@ -142,25 +143,14 @@ def convert_hf_vit(state_dict: Mapping[str, torch.Tensor]) -> dict[str, torch.Te
     for i in range(depth):
         lp = prefix + names.prefix.format(i=i)
         copy(names.table, lp, f"blocks.{i}.")
-        for param, required in (("weight", True), ("bias", False)):  # no q/k/v biases when qkv_bias=False
-            keys = [f"{lp}{n}.{param}" for n in names.qkv]
-            present = [k for k in keys if k in state_dict]
-            if present or required:
-                missing += [k for k in keys if k not in state_dict]
-            if len(present) == 3:
-                out[f"blocks.{i}.attn.qkv.{param}"] = torch.cat([state_dict[k] for k in keys], dim=0)
-                used.update(keys)
+        for param, fused in fuse_qkv(state_dict, lp, names.qkv, used=used, missing=missing).items():
+            out[f"blocks.{i}.attn.qkv.{param}"] = fused
     unexpected = sorted(set(state_dict) - used)
-    problems = []
-    if depth == 0:
-        problems.append(f"no encoder layers ({prefix}{names.prefix.format(i=0)}...)")
-    if missing:
-        problems.append(f"missing keys: {key_listing(missing)}")
-    if unexpected:
-        hint = ""
-        if any(k.endswith("mask_token") or k.startswith("decoder.") for k in unexpected):
-            hint = " (ViTForMaskedImageModeling checkpoints are not supported)"
-        problems.append(f"unexpected keys: {key_listing(unexpected)}{hint}")
+    problems = [f"no encoder layers ({prefix}{names.prefix.format(i=0)}...)"] if depth == 0 else []
+    hint = ""
+    if any(k.endswith("mask_token") or k.startswith("decoder.") for k in unexpected):
+        hint = " (ViTForMaskedImageModeling checkpoints are not supported)"
+    problems += key_problems(missing, unexpected, unexpected_hint=hint)
     if problems:
         raise CheckpointError(
             "not a transformers ViTModel / ViTForImageClassification state dict; " + "; ".join(problems)
@@ -170,6 +160,7 @@ def convert_hf_vit(state_dict: Mapping[str, torch.Tensor]) -> dict[str, torch.Te
 
 # --------------------------------------------------------------------------------------------- config
 def square_size(value: Any, what: str) -> int:
+    """An HF size field (an int, or a [h, w] pair) as one side; a non-square pair raises CheckpointError."""
     if isinstance(value, (list, tuple)):
         if len(value) != 2 or value[0] != value[1]:
             raise CheckpointError(f"non-square {what} {value} is not supported")
@@ -178,6 +169,7 @@ def square_size(value: Any, what: str) -> int:
 
 
 def hf_activation(name: str) -> str:
+    """An HF `hidden_act` as the vitkit activation name that computes it; CheckpointError when none does."""
     name = HF_ACTIVATIONS.get(name, name)
     name = ACTIVATION_ALIASES.get(name, name)
     try:
@@ -187,19 +179,26 @@ def hf_activation(name: str) -> str:
     return name
 
 
-def _labels(meta: Mapping[str, Any], num_classes: int) -> tuple[str, ...] | None:
-    """id2label ordered by id, when it names exactly the classifier's outputs."""
+def hf_labels(meta: Mapping[str, Any], num_classes: int) -> tuple[str, ...] | None:
+    """A config.json's `id2label`, ordered by id, as the class names of a head with `num_classes` outputs.
+
+    None when there is no head, when `id2label` does not name exactly outputs 0..num_classes-1 (logged, since
+    the labels are then dropped), or when it holds only transformers' placeholders `LABEL_0`, `LABEL_1`, ...
+    (what it writes when a model was given no names; reading them as names would hide that).
+    """
     id2label = meta.get("id2label") or {}
     if not num_classes:
         return None
     try:
         by_id = {int(k): str(v) for k, v in id2label.items()}
-    except (TypeError, ValueError):
+    except (AttributeError, TypeError, ValueError):  # not a mapping, or keys that are not ids
         by_id = {}
     if sorted(by_id) != list(range(num_classes)):
         if id2label:
             log.warning("id2label (%d entries) does not name the %d classifier outputs; labels dropped",
                         len(id2label), num_classes)
+        return None
+    if all(v == f"LABEL_{i}" for i, v in by_id.items()):
         return None
     return tuple(by_id[i] for i in range(num_classes))
 
@@ -226,8 +225,8 @@ def hf_preprocessing(processor: Mapping[str, Any] | None, in_chans: int = 3) -> 
     else:
         mean, std = (0.0,) * in_chans, (1.0,) * in_chans
     resample = p["resample"]
-    interpolation = PIL_RESAMPLE.get(resample) if isinstance(resample, int) else str(resample).lower()
-    if interpolation not in PIL_RESAMPLE.values():
+    interpolation = HF_RESAMPLE_NAMES.get(resample) if isinstance(resample, int) else str(resample).lower()
+    if interpolation not in HF_RESAMPLE_NAMES.values():
         log.warning("unknown resample %r in %s; using bilinear", resample, PREPROCESSOR_FILE)
         interpolation = "bilinear"
     # ViTImageProcessor resizes straight to `size`; processors that centre-crop say so.
@@ -286,7 +285,7 @@ def hf_vit_config(
             pos_drop_rate=float(c["hidden_dropout_prob"]),
             proj_drop_rate=float(c["hidden_dropout_prob"]),
             attn_drop_rate=float(c["attention_probs_dropout_prob"]),
-            labels=_labels(meta, num_classes),
+            labels=hf_labels(meta, num_classes),
             **hf_preprocessing(processor, in_chans),
         )
     except (ConfigError, TypeError, ValueError) as e:
@@ -333,4 +332,14 @@ def read_hf_directory(path: Path, meta: dict[str, Any]) -> tuple[ViTConfig, dict
     return config, state_dict
 
 
-__all__ = ["convert_hf_vit", "hf_preprocessing", "hf_vit_config", "read_hf_directory", "read_hf_weights"]
+__all__ = [
+    "HF_RESAMPLE_NAMES",
+    "convert_hf_vit",
+    "hf_activation",
+    "hf_labels",
+    "hf_preprocessing",
+    "hf_vit_config",
+    "read_hf_directory",
+    "read_hf_weights",
+    "square_size",
+]

@@ -32,10 +32,9 @@ import torch
 
 from ...errors import CheckpointError, ConfigError
 from ...models.vilt.model import ViLTConfig
-from ..io import key_listing, read_json
-from .hf import PIL_RESAMPLE, hf_activation, square_size
-
-PREPROCESSOR_FILE = "preprocessor_config.json"
+from ..io import read_json
+from .hf import HF_RESAMPLE_NAMES, HUB_BLOCK, PREPROCESSOR_FILE, hf_activation, hf_labels, read_hf_weights, square_size
+from .keys import fuse_qkv, key_problems
 
 # HF backbone keys (below `vilt.` in the head classes) -> vitkit.
 EMBED_TABLE = {
@@ -56,20 +55,8 @@ EMBED_TABLE = {
 }
 # BERT's index buffers, saved by older transformers: checked to be the defaults, then dropped.
 BUFFERS = ("embeddings.text_embeddings.position_ids", "embeddings.text_embeddings.token_type_ids")
-# encoder.layer.{i}.<key> -> transformer.blocks.{i}.<value>
-LAYER_TABLE = {
-    "layernorm_before.weight": "norm1.weight",
-    "layernorm_before.bias": "norm1.bias",
-    "attention.output.dense.weight": "attn.proj.weight",
-    "attention.output.dense.bias": "attn.proj.bias",
-    "layernorm_after.weight": "norm2.weight",
-    "layernorm_after.bias": "norm2.bias",
-    "intermediate.dense.weight": "mlp.fc1.weight",
-    "intermediate.dense.bias": "mlp.fc1.bias",
-    "output.dense.weight": "mlp.fc2.weight",
-    "output.dense.bias": "mlp.fc2.bias",
-}
-QKV = ("attention.attention.query", "attention.attention.key", "attention.attention.value")
+# The encoder layers are spelled as in transformers' ViT: hf.HUB_BLOCK (encoder.layer.{i}.<key>, below which
+# its table maps to transformer.blocks.{i}.<value>, and its query/key/value Linears are fused into attn.qkv).
 # Root-level head keys of each class -> vitkit (the classifier's target depends on the class).
 CLASSIFIER_KEYS = [f"classifier.{i}.{p}" for i in (0, 1, 3) for p in ("weight", "bias")]
 MLM_TABLE = {
@@ -133,19 +120,11 @@ def convert_hf_vilt(state_dict: Mapping[str, torch.Tensor], task: str) -> dict[s
     layer_re = re.compile("^" + re.escape(prefix) + r"encoder\.layer\.(\d+)\.")
     depth = 1 + max((int(m.group(1)) for k in state_dict if (m := layer_re.match(k))), default=-1)
     for i in range(depth):
-        lp, bp = f"{prefix}encoder.layer.{i}.", f"transformer.blocks.{i}."
-        for src, dst in LAYER_TABLE.items():
+        lp, bp = prefix + HUB_BLOCK.prefix.format(i=i), f"transformer.blocks.{i}."
+        for src, dst in HUB_BLOCK.table.items():
             take(lp + src, bp + dst)
-        for param in ("weight", "bias"):
-            names = [f"{lp}{q}.{param}" for q in QKV]
-            present = [n for n in names if n in state_dict]
-            if param == "bias" and not present:  # qkv_bias=False
-                continue
-            if len(present) < 3:
-                missing.extend(n for n in names if n not in state_dict)
-                continue
-            out[f"{bp}attn.qkv.{param}"] = torch.cat([state_dict[n] for n in names], dim=0)  # [3D, ...] q, k, v
-            used.update(names)
+        for param, fused in fuse_qkv(state_dict, lp, HUB_BLOCK.qkv, used=used, missing=missing).items():
+            out[f"{bp}attn.qkv.{param}"] = fused
     if task in ("vqa", "nlvr2"):
         head = "vqa_classifier" if task == "vqa" else "nlvr2_classifier"
         for k in CLASSIFIER_KEYS:
@@ -168,11 +147,7 @@ def convert_hf_vilt(state_dict: Mapping[str, torch.Tensor], task: str) -> dict[s
         else:
             missing.append("mlm_score.decoder.bias")
     unexpected = sorted(k for k in state_dict if k not in used)
-    problems = []
-    if missing:
-        problems.append(f"missing keys: {key_listing(missing)}")
-    if unexpected:
-        problems.append(f"unexpected keys: {key_listing(unexpected)}")
+    problems = key_problems(missing, unexpected)
     if problems:
         raise CheckpointError(f"not a transformers ViLT ({task}) state dict; " + "; ".join(problems))
     return out
@@ -187,14 +162,6 @@ def _check_index_buffer(key: str, value: torch.Tensor) -> None:
 
 
 # --------------------------------------------------------------------------------------------- config
-def _labels(meta: Mapping[str, Any], n: int) -> tuple[str, ...] | None:
-    """id2label ordered by id, unless it is transformers' placeholder LABEL_i naming."""
-    id2label = {int(k): str(v) for k, v in (meta.get("id2label") or {}).items()}
-    if sorted(id2label) != list(range(n)) or all(v == f"LABEL_{i}" for i, v in id2label.items()):
-        return None
-    return tuple(id2label[i] for i in range(n))
-
-
 def hf_vilt_config(meta: Mapping[str, Any], state_dict: Mapping[str, torch.Tensor], task: str,
                    processor: Mapping[str, Any] | None = None) -> ViLTConfig:
     """ViLTConfig for a transformers ViltConfig (+ preprocessor) and the converted weights."""
@@ -228,7 +195,7 @@ def hf_vilt_config(meta: Mapping[str, Any], state_dict: Mapping[str, torch.Tenso
     if kwargs["max_image_len"] <= 0:
         kwargs["max_image_len"] = -1
     if task in ("vqa", "nlvr2"):
-        kwargs["labels"] = _labels(meta, num_answers)
+        kwargs["labels"] = hf_labels(meta, num_answers)
     kwargs.update(_preprocessing(processor or {}))
     try:
         return ViLTConfig(**kwargs)
@@ -249,15 +216,13 @@ def _preprocessing(p: Mapping[str, Any]) -> dict[str, Any]:
         out["longer_edge"] = int(1333 / 800 * size["shortest_edge"])  # ViltImageProcessor's rule: 384 -> 639
     if p.get("size_divisor"):
         out["size_divisor"] = int(p["size_divisor"])
-    if p.get("resample") in PIL_RESAMPLE:
-        out["interpolation"] = PIL_RESAMPLE[p["resample"]]
+    if p.get("resample") in HF_RESAMPLE_NAMES:
+        out["interpolation"] = HF_RESAMPLE_NAMES[p["resample"]]
     return out
 
 
 def read_hf_vilt_directory(path: Path, meta: dict[str, Any]) -> tuple[ViLTConfig, dict[str, torch.Tensor]]:
     """Config and vitkit state dict of a transformers ViLT directory; `meta` is its parsed config.json."""
-    from .hf import read_hf_weights
-
     processor = read_json(path / PREPROCESSOR_FILE) if (path / PREPROCESSOR_FILE).is_file() else None
     try:
         raw = read_hf_weights(path)

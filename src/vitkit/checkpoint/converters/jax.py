@@ -41,6 +41,7 @@ from ...config import replace_config
 from ...errors import CheckpointError
 from ...models.vit import ViTConfig
 from ..io import key_listing
+from .keys import key_problems
 
 log = logging.getLogger("vitkit")
 
@@ -269,14 +270,10 @@ def convert_jax_vit(arrays: Mapping[str, np.ndarray]) -> dict[str, torch.Tensor]
                 fused = np.concatenate([fn(p, bp + k) for p, k in zip(parts, jkeys)], axis=0)
                 out[f"blocks.{i}.{vkey}"] = _tensor(fused)
     unexpected = sorted(set(params) - used)
-    problems = []
-    if missing:
-        hint = ""
-        if layout.pos_key in missing:
-            hint = " (models without a learned position table, e.g. big_vision 'sincos2d', are not supported)"
-        problems.append(f"missing keys: {key_listing(missing)}{hint}")
-    if unexpected:
-        problems.append(f"unexpected keys: {key_listing(unexpected)}")
+    hint = ""
+    if layout.pos_key in missing:
+        hint = " (models without a learned position table, e.g. big_vision 'sincos2d', are not supported)"
+    problems = key_problems(missing, unexpected, missing_hint=hint)
     if problems:
         raise CheckpointError(f"not a {layout.name} ViT checkpoint vitkit can read; " + "; ".join(problems))
     return out

@@ -124,7 +124,7 @@ class DiffusionTask:
 
     def finish(self, run_dir: Path) -> None:
         """`samples.png`: GRID_PER_CLASS guided samples for each of the first GRID_MAX_CLASSES classes."""
-        from ...diffusion.gaussian import draw_images
+        from ...diffusion.sampling import draw_images
         from ...registry import from_pretrained
         from ...utils.viz import save_sample_grid
 
@@ -145,7 +145,8 @@ def setup(*, task: str, data: Path, model: str, pretrained: str | None, init_fro
     MNIST folders classification reads). `net` is the model rebuilt from a checkpoint when resuming."""
     from ...data.classification import load_classification_data, peek_dataset
     from ...data.transforms import EvalTransform, TrainTransform
-    from ...diffusion.gaussian import create_diffusion, load_vae
+    from ...diffusion.gaussian import create_diffusion
+    from ...diffusion.sampling import load_vae
     from ...models.dit import DiT
     from ..config import resolve_diffusion_recipe
 
@@ -204,7 +205,7 @@ def build_dit(spec: str, *, pretrained: str | None, classes: list[str], in_chans
         if img_size:
             overrides["input_size"] = img_size
         if vae:  # latent space: the VAE's channels and scale, a grid `factor` times smaller than the images
-            from ...diffusion.gaussian import load_vae
+            from ...diffusion.sampling import load_vae
 
             autoencoder = load_vae(vae)
             factor, channels = vae_factor(autoencoder), autoencoder.config.latent_channels

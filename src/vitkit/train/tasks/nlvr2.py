@@ -5,57 +5,34 @@ concatenated and classified True / False with cross-entropy. Validation: accurac
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader
 
-from ...data.vl import ImageStore, TokenizedTexts, describe_bad, normalize_pad, pad_ids
-from ...processing.vilt import ViltProcessor, ViltProcessorConfig
+from ...data.nlvr2_dataset import NLVR2Dataset
+from ...data.vl import pad_ids
+from ...processing.vilt import ViLTProcessor
+from ...processing.vilt_images import normalize_pad
 from ..engine import StepContext, all_reduce_metrics
+from .vl import build_vilt, vilt_overrides, vl_recipe
 
 log = logging.getLogger("vitkit")
 
 LABELS = ("False", "True")
 
 
-class NLVR2Dataset(Dataset):
-    """NLVR2 examples -> items {"images": (left, right) uint8, "ids", "label"}; both images decoded once."""
-
-    def __init__(self, examples: Sequence[Any], config: ViltProcessorConfig, tokenizer: Any, *,
-                 skip_bad: bool = False) -> None:
-        paths = sorted({p for ex in examples for p in (ex.left_path, ex.right_path)})
-        row = {p: i for i, p in enumerate(paths)}
-        self.store = ImageStore(paths, config, skip_bad=skip_bad)
-        if self.store.bad:
-            log.warning("nlvr2: %s", describe_bad(self.store.bad))
-        keep = [ex for ex in examples
-                if not (self.store.is_bad(row[ex.left_path]) or self.store.is_bad(row[ex.right_path]))]
-        self.rows = [(row[ex.left_path], row[ex.right_path]) for ex in keep]
-        self.labels = torch.tensor([int(bool(ex.label)) for ex in keep])
-        self.texts = TokenizedTexts.build([ex.sentence for ex in keep], tokenizer, config.max_length)
-        self.in_memory = self.store.in_memory
-
-    def __len__(self) -> int:
-        return len(self.rows)
-
-    def __getitem__(self, i: int) -> dict[str, Any]:
-        left, right = self.rows[i]
-        n = int(self.texts.lengths[i])
-        return {"images": (self.store[left], self.store[right]), "ids": self.texts.ids[i, :n],
-                "label": int(self.labels[i])}
-
-
 class NLVR2Task:
+    """NLVR2 on the engine: cross-entropy over True / False for a statement and its image pair; dev accuracy."""
+
     name = "nlvr2"
     primary_metric = "val_accuracy"
     head_prefixes = ("nlvr2_classifier.",)
 
-    def __init__(self, *, processor: ViltProcessor) -> None:
+    def __init__(self, *, processor: ViLTProcessor) -> None:
         self.processor = processor
 
     def collate(self, items: list[dict[str, Any]]) -> dict[str, Any]:
@@ -99,7 +76,6 @@ def setup(*, task: str, data: Path, model: str, pretrained: str | None, init_fro
     """`--task nlvr2`: NLVR2 json lines `train.json` / `dev.json` with the official image naming."""
     from ...data.nlvr2 import load_nlvr2
     from ...processing.bert import BertTokenizer
-    from .vqa import build_vilt, vilt_overrides, vl_recipe
 
     train_ex, val_ex = load_nlvr2(data, "train"), load_nlvr2(data, "dev")
     if net is None:
@@ -107,8 +83,8 @@ def setup(*, task: str, data: Path, model: str, pretrained: str | None, init_fro
                                    modality_type_vocab_size=3, num_answers=2, labels=LABELS, max_image_len=-1)
         net = build_vilt(model, overrides=overrides, pretrained=pretrained, init_from=init_from)
     pcfg, cfg = vl_recipe(net, task=task, model=model, pretrained=pretrained, cfg=cfg)
-    tokenizer = BertTokenizer(max_length=pcfg.max_length)
+    tokenizer = BertTokenizer(max_length=pcfg.max_text_len)
     train_set = NLVR2Dataset(train_ex, pcfg, tokenizer, skip_bad=skip_bad_images)
     val_set = NLVR2Dataset(val_ex, pcfg, tokenizer, skip_bad=skip_bad_images)
     log.info("nlvr2: %d train / %d dev examples", len(train_set), len(val_set))
-    return net, train_set, val_set, NLVR2Task(processor=ViltProcessor(pcfg, tokenizer)), cfg
+    return net, train_set, val_set, NLVR2Task(processor=ViLTProcessor(pcfg, tokenizer)), cfg

@@ -14,42 +14,31 @@ still counts captions) and one encoder pass serves both objectives: every image 
 captions, its unmasked captions and the captions that get it as their negative. The MLM head runs only at the
 masked positions (its 30,522-way projection costs more per token than a small encoder).
 
-`--task retrieval`: the rank head (initialised from the ITM head's match row) scores each caption's image
-against `NEGATIVES` = 15 other captions; cross-entropy over the 16 scores. Validation: text and image
-retrieval R@1/5/10 over up to `EVAL_IMAGES` images and all their captions, each image embedded once.
+`--task retrieval` (the task itself: `vitkit.train.tasks.retrieval`) reads the same caption datasets, so
+`setup` here builds both.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader
 
-from ...data.vl import CaptionPairs, group_by_image, normalize_pad, pad_ids, whole_word_mask
-from ...inference.vilt import score_embedded_pairs
-from ...models.vilt.model import ViLT
+from ...data.vl import CaptionGroups, CaptionPairs, collate_pairs, whole_word_mask
 from ...models.vilt.ot import word_patch_alignment
-from ...processing.vilt import ViltProcessor
-from ...utils.distributed import all_reduce_sum
+from ...processing.vilt import ViLTProcessor
 from ..engine import StepContext, all_reduce_metrics
+from .retrieval import EVAL_IMAGES, RetrievalTask, retrieval_metrics
+from .vl import build_vilt, images_per_batch, on_rank0, unwrap_model, vilt_overrides, vl_recipe
 
 log = logging.getLogger("vitkit")
 
 WPA_WEIGHT = 0.1
-NEGATIVES = 15
-EVAL_IMAGES = 100  # validation images scored all-against-all at each epoch's end (time grows with its square)
-
-
-def _unwrap(model: nn.Module) -> ViLT:
-    m = getattr(model, "module", model)  # DDP
-    m = getattr(m, "_orig_mod", m)  # torch.compile
-    return m
 
 
 def other_image(image_rows: torch.Tensor) -> torch.Tensor:
@@ -70,95 +59,14 @@ def other_image(image_rows: torch.Tensor) -> torch.Tensor:
     return pick
 
 
-class CaptionGroups(Dataset):
-    """CaptionPairs regrouped by image: item g is one image with all its captions, for models with one-way fusion
-    (`image_attends_text=False`), which encode each image once for every text that reads it."""
-
-    def __init__(self, pairs: CaptionPairs) -> None:
-        self.pairs = pairs
-        self.rows, self.members = group_by_image([i for i, _ in pairs.pairs])
-        self.in_memory = pairs.in_memory
-        self.num_texts = len(pairs)
-
-    def __len__(self) -> int:
-        return len(self.rows)
-
-    def __getitem__(self, g: int) -> dict[str, Any]:
-        texts = [self.pairs[k] for k in self.members[g]]
-        image = texts[0]["image"]
-        return {"image": image, "texts": [{k: v for k, v in t.items() if k != "image"} for t in texts]}
-
-
-def collate_pairs(items: list[dict[str, Any]], processor: ViltProcessor) -> dict[str, Any]:
-    """(image, caption) items -> a batch; CaptionGroups items -> one copy of each image, every caption pointing to
-    its image by `image_index`."""
-    pixels, pixel_mask = normalize_pad([it["image"] for it in items], processor.config)
-    image_index = None
-    if items and "texts" in items[0]:
-        image_index = torch.tensor([g for g, it in enumerate(items) for _ in it["texts"]])
-        items = [t for it in items for t in it["texts"]]
-    ids, text_mask = pad_ids([it["ids"] for it in items])
-    word_ids, _ = pad_ids([it["word_ids"] for it in items], pad_id=-1)
-    batch = {"pixel_values": pixels, "pixel_mask": pixel_mask, "input_ids": ids, "attention_mask": text_mask,
-             "word_ids": word_ids, "image_rows": torch.tensor([it["image_row"] for it in items]),
-             "text_rows": torch.tensor([it["text_row"] for it in items])}
-    if image_index is not None:
-        batch["image_index"] = image_index
-    return batch
-
-
-def recall_at(scores: torch.Tensor, text_image: torch.Tensor, ks: Sequence[int] = (1, 5, 10)) -> dict[str, float]:
-    """scores [I, T] (image i vs text t), text_image [T] the image index of each text -> text retrieval
-    (`tr_r{k}`: an image's best-ranked texts include one of its own) and image retrieval (`ir_r{k}`: a text's
-    best-ranked images include its own) recall at k."""
-    I, T = scores.shape
-    own = text_image[None, :] == torch.arange(I)[:, None]  # [I, T]
-    out = {}
-    for k in ks:
-        top_t = scores.topk(min(k, T), dim=1).indices  # [I, k]
-        out[f"tr_r{k}"] = own.gather(1, top_t).any(1).float().mean().item()
-        top_i = scores.topk(min(k, I), dim=0).indices  # [k, T]
-        out[f"ir_r{k}"] = (top_i == text_image[None, :]).any(0).float().mean().item()
-    return out
-
-
-def _eval_subset(dataset: CaptionPairs, max_images: int) -> tuple[list[int], list[int], torch.Tensor]:
-    """(image rows, text rows, image index of each text) for the first `max_images` images of a dataset."""
-    rows: dict[int, int] = {}
-    texts, owner = [], []
-    for i, t in dataset.pairs:
-        if i not in rows:
-            if len(rows) == max_images:
-                continue
-            rows[i] = len(rows)
-        texts.append(t)
-        owner.append(rows[i])
-    return list(rows), texts, torch.tensor(owner)
-
-
-def retrieval_metrics(model: ViLT, dataset: CaptionPairs, processor: ViltProcessor, ctx: StepContext, *,
-                      head: str, max_images: int = EVAL_IMAGES, prefix: str = "val_") -> dict[str, float]:
-    """R@1/5/10 both ways over up to `max_images` images of `dataset` and all their captions (rank 0 only; the
-    others get the same numbers broadcast)."""
-    image_rows, text_rows, owner = _eval_subset(dataset, max_images)
-    pixels, pmask = normalize_pad([dataset.store[i] for i in image_rows], processor.config)
-    ids, tmask = pad_ids([dataset.texts.ids[t, : int(dataset.texts.lengths[t])] for t in text_rows])
-    with torch.no_grad(), ctx.autocast():
-        image, image_masks, patch_index = model.embed_image(pixels.to(ctx.device), pmask.to(ctx.device))
-        embedded = (image + model.token_type_embeddings.weight[1], image_masks, patch_index)
-        scores = score_embedded_pairs(model, embedded, ids.to(ctx.device), tmask.to(ctx.device), tmask.sum(1),
-                                      head=head, batch_size=256)
-    out = recall_at(scores, owner)
-    out["r_mean"] = sum(out.values()) / len(out)
-    return {prefix + k: v for k, v in out.items()}
-
-
 class PretrainTask:
+    """ViLT pretraining on the engine: whole-word MLM + ITM + word-patch alignment (see the module docstring)."""
+
     name = "pretrain"
     primary_metric = "val_itm_accuracy"
     head_prefixes = ("itm_score.", "mlm_score.")
 
-    def __init__(self, *, processor: ViltProcessor, val_set: CaptionPairs | None = None,
+    def __init__(self, *, processor: ViLTProcessor, val_set: CaptionPairs | None = None,
                  eval_images: int = EVAL_IMAGES) -> None:
         self.processor = processor
         tok = processor.tokenizer
@@ -168,7 +76,7 @@ class PretrainTask:
         self.val_set, self.eval_images = val_set, eval_images
 
     def collate(self, items: list[dict[str, Any]]) -> dict[str, Any]:
-        return collate_pairs(items, self.processor)
+        return collate_pairs(items, self.processor.config)
 
     def _losses(self, model: nn.Module, batch: dict[str, Any], device: torch.device,
                 generator: torch.Generator | None) -> dict[str, torch.Tensor]:
@@ -242,8 +150,8 @@ class PretrainTask:
                "val_mlm_loss": sums["mlm_loss"] / nb, "val_itm_loss": sums["itm_loss"] / nb,
                "val_wpa_loss": sums["wpa_loss"] / nb}
         if self.val_set is not None and self.eval_images > 0:
-            out.update(_rank0_broadcast(lambda: retrieval_metrics(
-                _unwrap(model), self.val_set, self.processor, ctx, head="itm", max_images=self.eval_images,
+            out.update(on_rank0(lambda: retrieval_metrics(
+                unwrap_model(model), self.val_set, self.processor, ctx, head="itm", max_images=self.eval_images,
                 prefix="val_zs_"), ctx))
         return out
 
@@ -252,78 +160,12 @@ class PretrainTask:
         self.processor.save_pretrained(out_dir)
 
 
-class RetrievalTask:
-    name = "retrieval"
-    primary_metric = "val_r_mean"
-    head_prefixes = ("rank_output.",)
-
-    def __init__(self, *, processor: ViltProcessor, train_set: CaptionPairs, val_set: CaptionPairs,
-                 negatives: int = NEGATIVES, eval_images: int = EVAL_IMAGES) -> None:
-        self.processor = processor
-        self.train_set, self.val_set = train_set, val_set
-        self.negatives, self.eval_images = negatives, eval_images
-        self._owner = torch.tensor([i for i, _ in train_set.pairs])  # the image of each training pair
-        self._text = [t for _, t in train_set.pairs]
-
-    def collate(self, items: list[dict[str, Any]]) -> dict[str, Any]:
-        return collate_pairs(items, self.processor)
-
-    def train_step(self, model: nn.Module, batch: dict[str, Any], ctx: StepContext) -> tuple[torch.Tensor, dict]:
-        """Each image against its caption (index 0) and `negatives` captions of other images."""
-        ds, device = self.train_set, ctx.device
-        B, K = batch["input_ids"].shape[0], self.negatives
-        owner = self._owner
-        rows = torch.randint(len(ds.pairs), (B, K))
-        clash = owner[rows] == batch["image_rows"][:, None]
-        while clash.any():  # redraw captions of the same image
-            rows[clash] = torch.randint(len(ds.pairs), (int(clash.sum()),))
-            clash = owner[rows] == batch["image_rows"][:, None]
-        neg = [ds.texts.ids[t, : int(ds.texts.lengths[t])] for t in (self._text[r] for r in rows.flatten().tolist())]
-        pos = [batch["input_ids"][b, : int(batch["attention_mask"][b].sum())] for b in range(B)]
-        texts = [t for b in range(B) for t in (pos[b], *neg[b * K : (b + 1) * K])]  # [B * (1 + K)] image-major
-        ids, tmask = pad_ids(texts)
-        pixels, pmask = batch["pixel_values"], batch["pixel_mask"]
-        if _unwrap(model).config.image_attends_text:  # early fusion: an image copy per text
-            pixels, pmask, extra = pixels.repeat_interleave(1 + K, dim=0), pmask.repeat_interleave(1 + K, dim=0), {}
-        else:  # one-way fusion: each image encoded once for its 1 + K texts
-            extra = {"image_index": torch.arange(B).repeat_interleave(1 + K).to(device)}
-        out = model(input_ids=ids.to(device), attention_mask=tmask.to(device), pixel_values=pixels.to(device),
-                    pixel_mask=pmask.to(device), pooled_only=True, **extra)
-        scores = out.logits.float().view(B, 1 + K)
-        return F.cross_entropy(scores, torch.zeros(B, dtype=torch.long, device=device)), {}
-
-    @torch.no_grad()
-    def evaluate(self, model: nn.Module, loader: DataLoader, ctx: StepContext) -> dict[str, Any]:
-        return _rank0_broadcast(lambda: retrieval_metrics(_unwrap(model), self.val_set, self.processor, ctx,
-                                                          head="retrieval", max_images=self.eval_images), ctx)
-
-    def export(self, model: nn.Module, out_dir: Path, metrics: dict[str, Any]) -> None:
-        model.save_pretrained(out_dir)
-        self.processor.save_pretrained(out_dir)
-
-
-def _rank0_broadcast(fn: Any, ctx: StepContext) -> dict[str, float]:
-    """Run `fn` (a dict of floats) on rank 0 only and give every rank its result (zeros elsewhere + a sum)."""
-    if not ctx.dist.enabled:
-        return fn()
-    result = fn() if ctx.dist.is_main else None
-    keys = sorted(result) if result is not None else None
-    box = [keys]
-    torch.distributed.broadcast_object_list(box, src=0)
-    keys = box[0]
-    t = torch.tensor([result[k] for k in keys] if result is not None else [0.0] * len(keys), dtype=torch.float64,
-                     device=ctx.device)
-    t = all_reduce_sum(t, ctx.dist)
-    return dict(zip(keys, t.tolist()))
-
-
 def setup(*, task: str, data: Path, model: str, pretrained: str | None, init_from: str | None,
           img_size: int | None, cfg: Any, net: nn.Module | None, skip_bad_images: bool) -> tuple:
     """`--task pretrain` / `--task retrieval` on a caption dataset (Karpathy split json or COCO captions json)."""
     from ...data.captions import find_caption_files
     from ...data.vl import load_caption_pairs
     from ...processing.bert import BertTokenizer
-    from .vqa import build_vilt, vilt_overrides, vl_recipe
 
     train_images, val_images = find_caption_files(data)
     if net is None:
@@ -332,8 +174,8 @@ def setup(*, task: str, data: Path, model: str, pretrained: str | None, init_fro
         net = build_vilt(model, overrides=vilt_overrides(cfg, img_size, labels=None, **head), pretrained=pretrained,
                          init_from=init_from)
     pcfg, cfg = vl_recipe(net, task=task, model=model, pretrained=pretrained, cfg=cfg)
-    tokenizer = BertTokenizer(max_length=pcfg.max_length)
-    processor = ViltProcessor(pcfg, tokenizer)
+    tokenizer = BertTokenizer(max_length=pcfg.max_text_len)
+    processor = ViLTProcessor(pcfg, tokenizer)
     train_set = load_caption_pairs(train_images, pcfg, tokenizer, skip_bad=skip_bad_images)
     val_set = load_caption_pairs(val_images, pcfg, tokenizer, skip_bad=skip_bad_images)
     log.info("%s: %d train / %d val image-caption pairs (%d / %d images)", task, len(train_set), len(val_set),
@@ -341,8 +183,6 @@ def setup(*, task: str, data: Path, model: str, pretrained: str | None, init_fro
     if task == "pretrain":
         task_obj: Any = PretrainTask(processor=processor, val_set=val_set)
         if not net.config.image_attends_text:  # one-way fusion: an image's captions share one encoding
-            from .vqa import images_per_batch
-
             train_set = CaptionGroups(train_set)
             cfg = images_per_batch(cfg, train_set, what="captions")
             val_groups: Any = CaptionGroups(val_set)
