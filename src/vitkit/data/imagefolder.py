@@ -45,9 +45,23 @@ def _class_dirs(split_dir: Path) -> list[str]:
 
 
 def _images_under(folder: Path) -> tuple[list[Path], list[str]]:
-    """(sorted image paths found recursively, names of the other non-hidden files)."""
+    """(sorted image paths found recursively, names of the other non-hidden files).
+
+    Symbolic links to folders are followed (a class folder may link to images kept elsewhere), but each real
+    folder is visited once: a link back up the tree (`again -> .`) would otherwise repeat its images at every
+    level, and two such links make the walk exponential."""
     images, others = [], []
+    seen: set[tuple[int, int]] = set()
     for dirpath, dirnames, filenames in os.walk(folder, followlinks=True):
+        try:
+            st = os.stat(dirpath)
+        except OSError:
+            dirnames[:] = []
+            continue
+        if (st.st_dev, st.st_ino) in seen:
+            dirnames[:] = []  # a folder already walked, reached again through a link
+            continue
+        seen.add((st.st_dev, st.st_ino))
         dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
         for name in sorted(filenames):
             if name.startswith("."):

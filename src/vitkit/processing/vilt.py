@@ -38,6 +38,8 @@ from PIL import Image, ImageOps
 
 from ..config import config_from_dict, config_to_dict, replace_config
 from ..errors import ConfigError, VitkitError
+from ..utils.files import atomic_write_text
+from ..utils.limits import check_resize, parse_json
 from .bert import BertTokenizer
 from .images import PIL_RESAMPLING as PIL_RESAMPLE
 from .images import load_image, to_mode
@@ -183,7 +185,9 @@ def resize_output_size(height: int, width: int, config: ViltProcessorConfig | No
         new_h, new_w = scale * new_h, scale * new_w
     new_h, new_w = int(new_h + 0.5), int(new_w + 0.5)
     # max(divisor, .): a >20:1 strip would otherwise floor to a 0-pixel side (HF errors there).
-    return max(divisor, new_h // divisor * divisor), max(divisor, new_w // divisor * divisor)
+    out_h, out_w = max(divisor, new_h // divisor * divisor), max(divisor, new_w // divisor * divisor)
+    check_resize((width, height), (out_w, out_h))  # a processor config of enormous size / max_size
+    return out_h, out_w
 
 
 def pad_batch(images: Sequence[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
@@ -325,7 +329,7 @@ def _read_json(path: Path) -> dict[str, Any]:
     if not path.exists():
         return {}
     try:
-        return json.loads(path.read_text(encoding="utf-8"))
+        return parse_json(path.read_text(encoding="utf-8"))
     except (OSError, ValueError) as e:
         raise VitkitError(f"cannot read {path}: {e}") from e
 
@@ -409,7 +413,7 @@ class ViltProcessor:
         """Write `processor_config.json` and the tokenizer's `vocab.txt` into `directory`."""
         path = Path(directory)
         path.mkdir(parents=True, exist_ok=True)
-        (path / CONFIG_NAME).write_text(json.dumps(self.to_dict(), indent=2) + "\n", encoding="utf-8")
+        atomic_write_text(path / CONFIG_NAME, json.dumps(self.to_dict(), indent=2) + "\n")
         self.tokenizer.save_vocabulary(path)
 
     @classmethod
