@@ -65,7 +65,9 @@ def _cmd_models(args: argparse.Namespace) -> int:
 
 def _cmd_convert(args: argparse.Namespace) -> int:
     from .registry import from_pretrained
+    from .utils.files import check_output_dir
 
+    check_output_dir(args.dest)  # before the (possibly long) conversion: a file in the way, a missing folder
     model = from_pretrained(args.source, model=args.model)
     out = model.save_pretrained(args.dest)
     print(f"converted {args.source} -> {out} ({model.model_type}, {model.num_params / 1e6:.2f}M parameters)")
@@ -135,16 +137,19 @@ def _cmd_eval(args: argparse.Namespace) -> int:
 def _eval_dit(model: object, args: argparse.Namespace) -> int:
     import json
 
+    from .diffusion.gaussian import load_vae
     from .inference.dit import judge_samples
     from .registry import from_pretrained
     from .train.evaluate import evaluate_dit
+    from .utils.device import resolve_device
 
+    vae = load_vae(args.vae, device=resolve_device(args.device)) if args.vae else None
     metrics = evaluate_dit(model, args.data, batch_size=args.batch_size, device=args.device,
-                           skip_bad_images=args.skip_bad_images)
+                           skip_bad_images=args.skip_bad_images, vae=vae, trust_vae=args.trust_vae)
     if args.classifier:
         judged = judge_samples(model, from_pretrained(args.classifier), per_class=args.per_class,
                                cfg_scale=args.cfg_scale, steps=args.steps, method=args.method, seed=args.seed,
-                               data_dir=args.data, device=args.device)
+                               data_dir=args.data, device=args.device, vae=vae, trust_vae=args.trust_vae)
         metrics.update({k: v for k, v in judged.items() if k not in ("samples", "sample_labels")})
     if args.json:
         print(json.dumps(metrics))
@@ -165,10 +170,15 @@ def _cmd_sample(args: argparse.Namespace) -> int:
     from .models.dit import DiT
     from .registry import from_pretrained
     from .utils.device import resolve_device
+    from .utils.files import atomic_save_image, check_output_dir, check_output_file
     from .utils.viz import save_sample_grid
 
     if (args.out is None) == (args.out_dir is None):
         raise VitkitError("give exactly one of --out GRID.png or --out-dir DIR")
+    if args.out is not None:
+        check_output_file(args.out)
+    else:
+        check_output_dir(args.out_dir)
     model = from_pretrained(args.model)
     if not isinstance(model, DiT):
         raise VitkitError(f"{args.model} is a {type(model).__name__}, not a diffusion model (DiT)")
@@ -186,7 +196,8 @@ def _cmd_sample(args: argparse.Namespace) -> int:
     dev = resolve_device(args.device)
     model = model.to(dev)
     images = draw_images(model, labels, batch_size=args.batch_size, seed=args.seed, device=dev,
-                         vae=load_vae(args.vae, device=dev) if args.vae else None, cfg_scale=args.cfg_scale,
+                         vae=load_vae(args.vae, device=dev) if args.vae else None, trust_vae=args.trust_vae,
+                         cfg_scale=args.cfg_scale,
                          steps=args.steps, method=args.method, guidance_channels=args.guidance_channels)
     if args.out is not None:
         several = len(wanted) > 1
@@ -195,9 +206,9 @@ def _cmd_sample(args: argparse.Namespace) -> int:
         print(f"wrote {len(images)} samples to {args.out}")
         return 0
     out_dir = Path(args.out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
+    out_dir.mkdir(exist_ok=True)
     for i, (c, im) in enumerate(zip(labels, images)):
-        Image.fromarray(im[..., 0] if im.shape[-1] == 1 else im).save(out_dir / f"{names[c]}_{i:05d}.png")
+        atomic_save_image(out_dir / f"{names[c]}_{i:05d}.png", Image.fromarray(im[..., 0] if im.shape[-1] == 1 else im))
     print(f"wrote {len(images)} samples to {out_dir}/")
     return 0
 
@@ -219,6 +230,7 @@ def _cmd_predict(args: argparse.Namespace) -> int:
             raise VitkitError(f"{args.model} is a ViLT with task {model.config.task!r}; predict needs a VQA model")
         if args.question is None:
             raise VitkitError(f"{args.model} is a VQA model: pass --question")
+        _check_text_option("--question", args.question)
     elif args.question is not None:
         raise VitkitError(f"--question needs a ViLT VQA model; {args.model} is an image classifier")
     paths = expand_image_paths(args.image)
@@ -243,7 +255,9 @@ def _cmd_predict(args: argparse.Namespace) -> int:
 def _cmd_attention(args: argparse.Namespace) -> int:
     from .inference.classify import attention_maps
     from .registry import from_pretrained
+    from .utils.files import check_output_file
 
+    check_output_file(args.out)  # before loading and computing anything
     model = from_pretrained(args.model)
     if not hasattr(model, "forward_intermediates"):
         raise VitkitError(f"{args.model} is not a ViT image classifier")
@@ -258,7 +272,10 @@ def _cmd_align(args: argparse.Namespace) -> int:
     import json
 
     from .inference.align import align
+    from .utils.files import check_output_file
 
+    _check_text_option("--text", args.text)
+    check_output_file(args.out)
     summary = align(args.model, args.image, args.text, args.out, words=args.words, max_words=args.max_words,
                     device=args.device)
     if args.json:
@@ -272,6 +289,17 @@ def _cmd_align(args: argparse.Namespace) -> int:
     print(f"{summary['out']}: word-patch alignment of {', '.join(summary['shown']) or 'no words'} and the "
           f"question's image attention{result}")
     return 0
+
+
+def _check_text_option(flag: str, text: str) -> None:
+    """A question or caption from the command line: not blank, and text. Bytes that are not UTF-8 reach Python as
+    lone surrogates (U+DC80..U+DCFF, PEP 383); said here rather than failing later in a font or tokenizer."""
+    if not text.strip():
+        raise VitkitError(f"{flag} is empty; give the text")
+    bad = next((i for i, ch in enumerate(text) if "\udc80" <= ch <= "\udcff"), None)
+    if bad is not None:
+        byte = ord(text[bad]) - 0xDC00
+        raise VitkitError(f"{flag} is not UTF-8 text (byte 0x{byte:02x} at character {bad}); pass it in UTF-8")
 
 
 def _log_to_stderr() -> None:
@@ -385,6 +413,7 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--steps", type=_positive_int, default=50, help="sampling steps (default: %(default)s)")
     g.add_argument("--method", choices=("ddim", "ddpm"), default="ddim", help="sampler (default: %(default)s)")
     g.add_argument("--seed", type=int, default=0, help="(default: %(default)s)")
+    _add_vae_options(g)
 
     p = add("sample", _cmd_sample, "Draw images from a class-conditional diffusion model (DiT) with "
             "classifier-free guidance: one grid PNG (--out) or one PNG per sample (--out-dir).")
@@ -399,8 +428,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--method", choices=("ddpm", "ddim"), default="ddpm", help="sampler (default: %(default)s)")
     p.add_argument("--guidance-channels", type=_positive_int, help="guide only the first N output channels (the "
                    "original DiT guides 3 of its 4 latent channels: pass 3 to reproduce it exactly; default: all)")
-    p.add_argument("--vae", help="latent DiTs: the diffusers AutoencoderKL (hub id or directory) that decodes "
-                   "the samples (default: the model's config.vae, e.g. stabilityai/sd-vae-ft-mse; needs diffusers)")
+    _add_vae_options(p)
     p.add_argument("--seed", type=int, default=0, help="(default: %(default)s)")
     p.add_argument("--batch-size", type=_positive_int, default=64, help="(default: %(default)s)")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda (default: %(default)s)")
@@ -460,6 +488,15 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _add_vae_options(p: argparse.ArgumentParser | argparse._ArgumentGroup) -> None:
+    p.add_argument("--vae", help="latent DiTs: the diffusers AutoencoderKL (hub id or directory) that decodes "
+                   "the samples (default: the model's config.vae when it is stabilityai/sd-vae-ft-mse or -ema, "
+                   "the official DiT VAEs; needs diffusers)")
+    p.add_argument("--trust-vae", action="store_true", help="load the VAE the model's config.json names even when "
+                   "it is not one of the official DiT VAEs (a checkpoint does not choose what gets downloaded "
+                   "otherwise)")
+
+
 def _positive_int(text: str) -> int:
     try:
         value = int(text)
@@ -500,11 +537,26 @@ def main(argv: Sequence[str] | None = None) -> int:
     except VitkitError as e:
         if args.debug:
             raise
-        print(f"vitkit {args.command}: error: {e}", file=sys.stderr)
+        print(f"vitkit {args.command}: error: {_one_line(e)}", file=sys.stderr)
+        return EXIT_USAGE
+    except OSError as e:  # the system refused a read or write vitkit did not wrap (disk full, permissions, ...)
+        if args.debug:
+            raise
+        where = f"{e.filename}: " if e.filename else ""
+        print(f"vitkit {args.command}: error: {where}{e.strerror or e}", file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt:
         print(f"vitkit {args.command}: interrupted", file=sys.stderr)
         return 130
+
+
+def _one_line(e: BaseException) -> str:
+    """The message on one line (a few errors list items on lines of their own: kept, but joined)."""
+    text = ""
+    for line in (line.strip() for line in str(e).splitlines()):
+        if line:
+            text += line if not text else (" " if text.endswith(":") else "; ") + line
+    return text
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -2,8 +2,10 @@
 uses them): schedules, losses, DDPM / DDIM sampling and classifier-free guidance. Independent of any model class."""
 
 from .gaussian import (
+    KNOWN_VAES,
     GaussianDiffusion,
     approx_standard_normal_cdf,
+    config_vae,
     create_diffusion,
     discretized_gaussian_log_likelihood,
     draw_images,
@@ -17,8 +19,10 @@ from .gaussian import (
 )
 
 __all__ = [
+    "KNOWN_VAES",
     "GaussianDiffusion",
     "approx_standard_normal_cdf",
+    "config_vae",
     "create_diffusion",
     "discretized_gaussian_log_likelihood",
     "draw_images",

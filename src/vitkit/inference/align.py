@@ -34,6 +34,7 @@ from ..models.vilt import ot
 from ..models.vilt.model import ViLT, ViLTOutput
 from ..processing.vilt import ImageInput, ViltProcessor
 from ..utils.device import device_of
+from ..utils.files import atomic_save_image
 from .vilt import evaluating, head_logits, pixels_for, processor_for, require_vilt
 
 TOP_ANSWERS = 3
@@ -231,7 +232,7 @@ def plot_alignment(
         ax.axis("off")
     fig.suptitle(_headline(alignment), fontsize=11)
     fig.tight_layout()
-    fig.savefig(out_png, dpi=110)
+    atomic_save_image(out_png, fig, dpi=110)
     plt.close(fig)
     return Path(out_png)
 

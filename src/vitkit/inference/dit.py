@@ -90,12 +90,12 @@ def judge_samples(model: nn.Module, classifier: nn.Module, *, per_class: int = 1
                   steps: int = 50, method: str = "ddim", seed: int = 0, data_dir: str | Path | None = None,
                   batch_size: int = 500, device: str = "auto", guidance_channels: int | None = None,
                   progress: Callable[[int, int], None] | None = None,
-                  classes: Sequence[str] | None = None) -> dict[str, Any]:
+                  classes: Sequence[str] | None = None, vae: Any = None, trust_vae: bool = False) -> dict[str, Any]:
     """Draw `per_class` samples of each class and classify them. Returns `sample_accuracy` (fraction the
     classifier labels as the requested class), `sample_accuracy_per_class`, and with `data_dir` (an ImageFolder)
     `frechet_distance` (generated vs the real val images) and `frechet_distance_train_val` (real train vs real
     val, the floor to read it against), plus the images (`samples`, uint8) and their `sample_labels`."""
-    from ..diffusion.gaussian import draw_images, load_vae
+    from ..diffusion.gaussian import config_vae, draw_images
 
     check_dit(model)
     c = model.config
@@ -111,7 +111,8 @@ def judge_samples(model: nn.Module, classifier: nn.Module, *, per_class: int = 1
         raise VitkitError(f"the DiT has no class {unknown[0]!r}; its classes: {names[:10]}")
     dev = resolve_device(device)
     model = model.to(dev).eval()
-    vae = load_vae(c.vae, device=dev) if c.vae else None  # loaded once: decodes samples, sizes the real images
+    if vae is None:  # loaded once: decodes samples, sizes the real images
+        vae = config_vae(c, device=dev, trust_vae=trust_vae)
     wanted = [names.index(n) for n in chosen for _ in range(per_class)]
     images = draw_images(model, wanted, batch_size=batch_size, seed=seed, vae=vae, device=dev, progress=progress,
                          cfg_scale=cfg_scale, steps=steps, method=method, guidance_channels=guidance_channels)

@@ -103,11 +103,11 @@ def evaluate_classifier(model: nn.Module, data_dir: str | Path, *, batch_size: i
 
 
 def evaluate_dit(model: nn.Module, data_dir: str | Path, *, batch_size: int = 64, device: str = "auto",
-                 skip_bad_images: bool = False) -> dict[str, Any]:
+                 skip_bad_images: bool = False, vae: Any = None, trust_vae: bool = False) -> dict[str, Any]:
     """val_loss / val_mse / val_vb of a DiT on `data_dir`'s validation split (as training reports them)."""
     from ..data.classification import load_classification_data
     from ..data.transforms import EvalTransform
-    from ..diffusion.gaussian import create_diffusion, load_vae
+    from ..diffusion.gaussian import config_vae, create_diffusion
     from ..inference.dit import check_dit, image_data_config
     from ..utils.distributed import DistInfo
     from .engine import StepContext
@@ -120,7 +120,8 @@ def evaluate_dit(model: nn.Module, data_dir: str | Path, *, batch_size: int = 64
     c = model.config
     dev = resolve_device(device)
     model = model.to(dev).eval()
-    vae = load_vae(c.vae, device=dev) if c.vae else None
+    if vae is None:
+        vae = config_vae(c, device=dev, trust_vae=trust_vae)
     data_cfg = image_data_config(c, vae)
     ds = load_classification_data(data_dir, data_cfg, eval_transform=EvalTransform(data_cfg),
                                   train_transform=EvalTransform(data_cfg), skip_bad_images=skip_bad_images)

@@ -74,10 +74,12 @@ def _first_non_folder(path: Path) -> Path:
 
 
 @contextlib.contextmanager
-def atomic_open(path: str | os.PathLike) -> Iterator[IO[bytes]]:
+def atomic_open(path: str | os.PathLike, *, durable: bool = True) -> Iterator[IO[bytes]]:
     """`with atomic_open(path) as f: f.write(...)`: the file appears at `path`, complete, when the block ends
     without an exception; otherwise nothing changes at `path` and the temp file is removed. An OSError (full
-    disk, read-only folder, ...) is raised as a WriteError naming `path`."""
+    disk, read-only folder, ...) is raised as a WriteError naming `path`. `durable=False` skips the two fsyncs
+    (for bulk generated data that is simply regenerated after a power cut; a reader still never sees half a
+    file)."""
     path = Path(path)
     try:
         fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=TEMP_SUFFIX)
@@ -87,7 +89,8 @@ def atomic_open(path: str | os.PathLike) -> Iterator[IO[bytes]]:
         with os.fdopen(fd, "wb") as f:
             yield f
             f.flush()
-            os.fsync(f.fileno())
+            if durable:
+                os.fsync(f.fileno())
         os.chmod(tmp, 0o666 & ~_umask())
         os.replace(tmp, path)
     except OSError as e:
@@ -96,7 +99,8 @@ def atomic_open(path: str | os.PathLike) -> Iterator[IO[bytes]]:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
-    fsync_dir(path.parent)
+    if durable:
+        fsync_dir(path.parent)
 
 
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
@@ -109,24 +113,24 @@ def atomic_write_text(path: str | os.PathLike, text: str) -> None:
     atomic_write_bytes(path, text.encode("utf-8"))
 
 
-def atomic_write_with(path: str | os.PathLike, write: Callable[[IO[bytes]], object]) -> None:
+def atomic_write_with(path: str | os.PathLike, write: Callable[[IO[bytes]], object], *, durable: bool = True) -> None:
     """Atomically write what `write(file)` writes, e.g. `atomic_write_with(p, lambda f: torch.save(obj, f))`."""
-    with atomic_open(path) as f:
+    with atomic_open(path, durable=durable) as f:
         write(f)
 
 
-def atomic_save_image(path: str | os.PathLike, image: Any, **params: Any) -> None:
-    """`image.save(path, **params)` for a PIL image or matplotlib figure (anything with `.save(f, format=...)`
-    or `.savefig(f, format=...)`), atomically; the format comes from the suffix (.png, .jpg, ...)."""
+def atomic_save_image(path: str | os.PathLike, image: Any, *, durable: bool = True, **params: Any) -> None:
+    """`image.save(path, **params)` for a PIL image, or `figure.savefig(path, **params)` for a matplotlib figure,
+    atomically; the format comes from the suffix (.png, .jpg, ...)."""
     path = Path(path)
-    fmt = path.suffix.lstrip(".").lower() or "png"
     if hasattr(image, "savefig"):  # a matplotlib figure
-        atomic_write_with(path, lambda f: image.savefig(f, format=fmt, **params))
+        fmt = path.suffix.lstrip(".").lower() or "png"
+        atomic_write_with(path, lambda f: image.savefig(f, format=fmt, **params), durable=durable)
         return
     from PIL import Image
 
     pil_format = Image.registered_extensions().get(path.suffix.lower(), "PNG")
-    atomic_write_with(path, lambda f: image.save(f, format=pil_format, **params))
+    atomic_write_with(path, lambda f: image.save(f, format=pil_format, **params), durable=durable)
 
 
 def append_line(path: str | os.PathLike, line: str) -> None:
