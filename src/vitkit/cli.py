@@ -84,16 +84,30 @@ def _cmd_demo(args: argparse.Namespace) -> int:
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
+    import dataclasses
+    from pathlib import Path
+
+    from .train.config import TrainConfig
     from .train.launch import run_train, train_config_from_args
+
 
     if args.resume is None and (args.data is None or args.out is None):
         raise VitkitError("--data and --out are required (or --resume RUN_DIR to continue a run)")
+    if args.resume is not None and args.out is not None and Path(args.out) != Path(args.resume):
+        raise VitkitError(f"--resume {args.resume} continues the run in that folder; --out {args.out} names another")
     _log_to_stderr()
-    best = run_train(
-        task=args.task, data=args.data, out=args.resume or args.out, model=args.model, pretrained=args.pretrained,
-        img_size=args.img_size, resume=args.resume is not None, overwrite=args.overwrite,
-        skip_bad_images=args.skip_bad_images, init_from=args.init_from, cfg=train_config_from_args(args),
-    )
+    if args.resume is not None:  # the run's own settings, and what the user asks to change (checked there)
+        options = ("task", "data", "model", "pretrained", "img_size", "init_from", "skip_bad_images",
+                   *(f.name for f in dataclasses.fields(TrainConfig)))
+        changes = {k: getattr(args, k) for k in options if getattr(args, k, None) not in (None, False)}
+        best = run_train(task=None, data=None, out=args.resume, resume=True, overwrite=args.overwrite,
+                         changes=changes)
+    else:
+        best = run_train(
+            task=args.task, data=args.data, out=args.out, model=args.model, pretrained=args.pretrained,
+            img_size=args.img_size, overwrite=args.overwrite, skip_bad_images=args.skip_bad_images,
+            init_from=args.init_from, cfg=train_config_from_args(args),
+        )
     out = args.resume or args.out
     shown = ", ".join(f"{k} {v:.4f}" if isinstance(v, float) else f"{k} {v}" for k, v in best.items())
     print(f"best: {shown}\nmodel: {out}/model  metrics: {out}/metrics.json")
@@ -371,8 +385,7 @@ def build_parser() -> argparse.ArgumentParser:
             "task is used (classification: vit_nano_patch4_32 at 32x32, grey or colour from the data; vqa, "
             "pretrain, retrieval, nlvr2: vilt_nano_patch8_64, a 4-layer ViLT for 64-pixel images; diffusion: "
             "dit_nano_patch4_32, a pixel-space DiT for 32x32 images).")
-    p.add_argument("--task", default="classification", choices=TASKS, help="what to train "
-                   "(default: %(default)s)")
+    p.add_argument("--task", choices=TASKS, help="what to train (default: classification)")
     p.add_argument("--data", help="dataset folder. classification: an ImageFolder (train/<class>/..., "
                    "val/<class>/...), CIFAR-10/100 python batches, or MNIST / Fashion-MNIST IDX files; vqa: the "
                    "VQAv2 layout (train2014 / val2014 questions, annotations, images); pretrain, retrieval: a "
@@ -387,7 +400,9 @@ def build_parser() -> argparse.ArgumentParser:
                    "CPU preset); for ViLT the shorter image side")
     p.add_argument("--init-from", help="ViLT tasks: a pretrained ViT (any from_pretrained source) for the "
                    "encoder of a ViLT built from a registered name, as ViLT's pretraining starts")
-    p.add_argument("--resume", metavar="RUN_DIR", help="continue an interrupted run exactly where it stopped")
+    p.add_argument("--resume", metavar="RUN_DIR", help="continue an interrupted run exactly where it stopped, with "
+                   "its own settings; --epochs (to extend it), --data (a moved copy of the same files), --workers, "
+                   "--device, --progress and --log-every may change, other options are refused")
     p.add_argument("--overwrite", action="store_true", help="replace a previous run in --out")
     p.add_argument("--skip-bad-images", action="store_true", help="skip unreadable images (listed) instead of "
                    "stopping at the first")
