@@ -257,7 +257,7 @@ def reconcile_resume(saved: dict[str, Any], changes: dict[str, Any], out: Path) 
         if value == old:
             continue
         if name not in RESUMABLE:
-            refused.append(f"{_flag(name)} {value} (the run's: {'unknown' if old is None else old})")
+            refused.append(f"{_flag(name)} {value} (the run's: {'default' if old is None else old})")
             continue
         if name == "epochs":
             done = int(saved["run"]["epoch"])

@@ -205,7 +205,7 @@ def check_output_dir(path: str | os.PathLike) -> Path:
     path = Path(path)
     if path.exists():
         if not path.is_dir():
-            raise WriteError(path, "a file of that name is in the way (expected a folder)")
+            raise WriteError(path, "a file of that name is in the way, not a folder")
         return path
     _check_parent(path)
     return path
