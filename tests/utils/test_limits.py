@@ -155,7 +155,7 @@ def test_json_readers_of_untrusted_files_use_the_bounded_parser(tmp_path):
 
     deep = tmp_path / "deep.json"
     deep.write_text("[" * 100_000 + "]" * 100_000)
-    with pytest.raises(DatasetError, match="deep.json: JSON nested deeper"):
+    with pytest.raises(DatasetError, match=r"deep\.json: JSON nested deeper"):
         read_annotations(deep)
     with pytest.raises(VitkitError, match="nested deeper"):
         read_json(deep)
