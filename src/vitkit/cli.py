@@ -90,7 +90,6 @@ def _cmd_train(args: argparse.Namespace) -> int:
     from .train.config import TrainConfig
     from .train.launch import run_train, train_config_from_args
 
-
     if args.resume is None and (args.data is None or args.out is None):
         raise VitkitError("--data and --out are required (or --resume RUN_DIR to continue a run)")
     if args.resume is not None and args.out is not None and Path(args.out) != Path(args.resume):
@@ -211,8 +210,8 @@ def _cmd_sample(args: argparse.Namespace) -> int:
     model = model.to(dev)
     images = draw_images(model, labels, batch_size=args.batch_size, seed=args.seed, device=dev,
                          vae=load_vae(args.vae, device=dev) if args.vae else None, trust_vae=args.trust_vae,
-                         cfg_scale=args.cfg_scale,
-                         steps=args.steps, method=args.method, guidance_channels=args.guidance_channels)
+                         cfg_scale=args.cfg_scale, steps=args.steps, method=args.method,
+                         guidance_channels=args.guidance_channels)
     if args.out is not None:
         several = len(wanted) > 1
         save_sample_grid(images, Path(args.out), ncol=args.num if several else min(args.num, 10),

@@ -20,9 +20,10 @@ from vitkit.processing.images import DatasetError
 
 FUZZ = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
+NAMES = ["../x.jpg", "/etc/passwd", "a.jpg", "True", "dev-1-0-0", "sub/../../x.jpg", "sub/../a.jpg", "..\\x.jpg",
+         "C:x.jpg"]  # file names that try to leave the data root, and harmless ones
 scalars = st.one_of(st.none(), st.booleans(), st.integers(-(2**70), 2**70), st.floats(allow_nan=True),
-                    st.text(max_size=12), st.sampled_from(["../x.jpg", "/etc/passwd", "a.jpg", "True", "dev-1-0-0",
-                                                 "sub/../../x.jpg", "sub/../a.jpg", "..\\x.jpg", "C:x.jpg"]))
+                    st.text(max_size=12), st.sampled_from(NAMES))
 KEYS = ["questions", "annotations", "images", "question_id", "image_id", "question", "answers", "answer",
         "answer_type", "multiple_choice_answer", "id", "file_name", "caption", "filepath", "filename", "split",
         "sentences", "raw", "cocoid", "identifier", "sentence", "label", "directory"]

@@ -260,6 +260,10 @@ def _read_file(path: Path, model: str | None) -> tuple[Any, dict[str, torch.Tens
     return _with_head_of(config, state_dict), state_dict
 
 
+# Suffixes of pictures, the most common wrong thing to pass as a model (the image readers live a layer up).
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".gif", ".bmp", ".webp", ".tif", ".tiff")
+
+
 def _unnamed_architecture(path: Path) -> CheckpointError:
     """The error for a file that does not say what it holds: for a pickle, first whatever reading it reports (a
     refusal of code, a damaged file), since that is the real problem; else what vitkit expected instead."""
@@ -278,9 +282,6 @@ def _unnamed_architecture(path: Path) -> CheckpointError:
         f"{path} is {kind}, which does not say which architecture it holds; {expected}. To use it, name the "
         "architecture: `vitkit convert FILE DIR --model NAME` (Python: from_pretrained(FILE, model=NAME)), "
         "see `vitkit models`")
-
-
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".gif", ".bmp", ".webp", ".tif", ".tiff")
 
 
 def _dit_heads() -> dict[int, int]:
