@@ -136,3 +136,20 @@ def test_stale_temp_files_are_removed_and_nothing_else(tmp_path):
     assert sorted(p.name for p in remove_stale_temps(tmp_path)) == sorted(stale)
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted(kept)
     assert remove_stale_temps(tmp_path / "missing") == []
+
+
+def test_the_folder_is_fsynced_after_the_rename(tmp_path, monkeypatch):
+    """A rename is durable only once its directory is synced: without it a power cut can lose the new file."""
+    synced = []
+    real_fsync = os.fsync
+
+    def fsync(fd):
+        synced.append("dir" if stat.S_ISDIR(os.fstat(fd).st_mode) else "file")
+        return real_fsync(fd)
+
+    monkeypatch.setattr(os, "fsync", fsync)
+    atomic_write_text(tmp_path / "metrics.json", "{}")
+    assert synced == ["file", "dir"]
+    synced.clear()
+    atomic_save_image(tmp_path / "x.png", Image.new("L", (2, 2)), durable=False)  # generated data: no syncs
+    assert synced == []

@@ -21,8 +21,8 @@ import hashlib
 import json
 import logging
 import os
+import platform
 import shutil
-import socket
 import time
 from dataclasses import dataclass, fields
 from pathlib import Path
@@ -102,14 +102,14 @@ class RunDirectory:
             if not _try_lock(fd, previous):
                 raise VitkitError(f"{self.out} is in use by another vitkit run ({_describe(previous)}); wait for "
                                   "it to finish or give another --out")
-            if previous and previous.get("host") != socket.gethostname():
+            if previous and previous.get("host") != platform.node():
                 raise VitkitError(
                     f"{self.out} was locked by a run on another host ({_describe(previous)}), which this host cannot "
                     f"check; if that run has ended, delete {path} and start again")
             if previous:
                 log.warning("taking over %s: the run that held it (%s) is no longer running", path,
                             _describe(previous))
-            holder = {"pid": os.getpid(), "host": socket.gethostname(),
+            holder = {"pid": os.getpid(), "host": platform.node(),
                       "started": time.strftime("%Y-%m-%d %H:%M:%S")}
             os.ftruncate(fd, 0)
             os.pwrite(fd, (json.dumps(holder) + "\n").encode(), 0)
@@ -146,7 +146,7 @@ def _try_lock(fd: int, previous: dict[str, Any] | None) -> bool:
         except BlockingIOError:
             return False
         return True
-    if previous and previous.get("host") == socket.gethostname():  # no flock: is the recorded pid alive?
+    if previous and previous.get("host") == platform.node():  # no flock: is the recorded pid alive?
         with contextlib.suppress(ProcessLookupError, PermissionError, OSError, TypeError, ValueError):
             os.kill(int(previous["pid"]), 0)
             return False
