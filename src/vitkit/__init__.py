@@ -1,9 +1,13 @@
 """vitkit: vision transformers (ViT, hybrid ViT, ViLT) in PyTorch, with checkpoint parity against timm,
 Hugging Face transformers and the original JAX releases."""
 
-from .errors import CheckpointError, ConfigError, VitkitError
-from .inference.vilt import fill_mask, itm_score, rank_images, rank_texts, retrieval_scores, vqa
-from .registry import create_model, from_pretrained, get_config, list_models
+from .utils.torch_floor import require_torch
+
+require_torch()  # before anything reads a checkpoint: see vitkit/utils/torch_floor.py
+
+from .errors import CheckpointError, ConfigError, VitkitError  # noqa: E402
+from .inference.vilt import fill_mask, itm_score, rank_images, rank_texts, retrieval_scores, vqa  # noqa: E402
+from .registry import create_model, from_pretrained, get_config, list_models  # noqa: E402
 
 __version__ = "0.1.0"
 

@@ -65,7 +65,9 @@ def _cmd_models(args: argparse.Namespace) -> int:
 
 def _cmd_convert(args: argparse.Namespace) -> int:
     from .registry import from_pretrained
+    from .utils.files import check_output_dir
 
+    check_output_dir(args.dest)  # before the (possibly long) conversion: a file in the way, a missing folder
     model = from_pretrained(args.source, model=args.model)
     out = model.save_pretrained(args.dest)
     print(f"converted {args.source} -> {out} ({model.model_type}, {model.num_params / 1e6:.2f}M parameters)")
@@ -82,16 +84,29 @@ def _cmd_demo(args: argparse.Namespace) -> int:
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
+    import dataclasses
+    from pathlib import Path
+
+    from .train.config import TrainConfig
     from .train.launch import run_train, train_config_from_args
 
     if args.resume is None and (args.data is None or args.out is None):
         raise VitkitError("--data and --out are required (or --resume RUN_DIR to continue a run)")
+    if args.resume is not None and args.out is not None and Path(args.out) != Path(args.resume):
+        raise VitkitError(f"--resume {args.resume} continues the run in that folder; --out {args.out} names another")
     _log_to_stderr()
-    best = run_train(
-        task=args.task, data=args.data, out=args.resume or args.out, model=args.model, pretrained=args.pretrained,
-        img_size=args.img_size, resume=args.resume is not None, overwrite=args.overwrite,
-        skip_bad_images=args.skip_bad_images, init_from=args.init_from, cfg=train_config_from_args(args),
-    )
+    if args.resume is not None:  # the run's own settings, and what the user asks to change (checked there)
+        options = ("task", "data", "model", "pretrained", "img_size", "init_from", "skip_bad_images",
+                   *(f.name for f in dataclasses.fields(TrainConfig)))
+        changes = {k: getattr(args, k) for k in options if getattr(args, k, None) not in (None, False)}
+        best = run_train(task=None, data=None, out=args.resume, resume=True, overwrite=args.overwrite,
+                         changes=changes)
+    else:
+        best = run_train(
+            task=args.task, data=args.data, out=args.out, model=args.model, pretrained=args.pretrained,
+            img_size=args.img_size, overwrite=args.overwrite, skip_bad_images=args.skip_bad_images,
+            init_from=args.init_from, cfg=train_config_from_args(args),
+        )
     out = args.resume or args.out
     shown = ", ".join(f"{k} {v:.4f}" if isinstance(v, float) else f"{k} {v}" for k, v in best.items())
     print(f"best: {shown}\nmodel: {out}/model  metrics: {out}/metrics.json")
@@ -135,16 +150,19 @@ def _cmd_eval(args: argparse.Namespace) -> int:
 def _eval_dit(model: object, args: argparse.Namespace) -> int:
     import json
 
+    from .diffusion import load_vae
     from .inference.dit import judge_samples
     from .registry import from_pretrained
     from .train.evaluate import evaluate_dit
+    from .utils.device import resolve_device
 
+    vae = load_vae(args.vae, device=resolve_device(args.device)) if args.vae else None
     metrics = evaluate_dit(model, args.data, batch_size=args.batch_size, device=args.device,
-                           skip_bad_images=args.skip_bad_images)
+                           skip_bad_images=args.skip_bad_images, vae=vae, trust_vae=args.trust_vae)
     if args.classifier:
         judged = judge_samples(model, from_pretrained(args.classifier), per_class=args.per_class,
                                cfg_scale=args.cfg_scale, steps=args.steps, method=args.method, seed=args.seed,
-                               data_dir=args.data, device=args.device)
+                               data_dir=args.data, device=args.device, vae=vae, trust_vae=args.trust_vae)
         metrics.update({k: v for k, v in judged.items() if k not in ("samples", "sample_labels")})
     if args.json:
         print(json.dumps(metrics))
@@ -165,10 +183,15 @@ def _cmd_sample(args: argparse.Namespace) -> int:
     from .models.dit import DiT
     from .registry import from_pretrained
     from .utils.device import resolve_device
+    from .utils.files import atomic_save_image, check_output_dir, check_output_file
     from .utils.viz import save_sample_grid
 
     if (args.out is None) == (args.out_dir is None):
         raise VitkitError("give exactly one of --out GRID.png or --out-dir DIR")
+    if args.out is not None:
+        check_output_file(args.out)
+    else:
+        check_output_dir(args.out_dir)
     model = from_pretrained(args.model)
     if not isinstance(model, DiT):
         raise VitkitError(f"{args.model} is a {type(model).__name__}, not a diffusion model (DiT)")
@@ -186,8 +209,9 @@ def _cmd_sample(args: argparse.Namespace) -> int:
     dev = resolve_device(args.device)
     model = model.to(dev)
     images = draw_images(model, labels, batch_size=args.batch_size, seed=args.seed, device=dev,
-                         vae=load_vae(args.vae, device=dev) if args.vae else None, cfg_scale=args.cfg_scale,
-                         steps=args.steps, method=args.method, guidance_channels=args.guidance_channels)
+                         vae=load_vae(args.vae, device=dev) if args.vae else None, trust_vae=args.trust_vae,
+                         cfg_scale=args.cfg_scale, steps=args.steps, method=args.method,
+                         guidance_channels=args.guidance_channels)
     if args.out is not None:
         several = len(wanted) > 1
         save_sample_grid(images, Path(args.out), ncol=args.num if several else min(args.num, 10),
@@ -195,9 +219,9 @@ def _cmd_sample(args: argparse.Namespace) -> int:
         print(f"wrote {len(images)} samples to {args.out}")
         return 0
     out_dir = Path(args.out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
+    out_dir.mkdir(exist_ok=True)
     for i, (c, im) in enumerate(zip(labels, images)):
-        Image.fromarray(im[..., 0] if im.shape[-1] == 1 else im).save(out_dir / f"{names[c]}_{i:05d}.png")
+        atomic_save_image(out_dir / f"{names[c]}_{i:05d}.png", Image.fromarray(im[..., 0] if im.shape[-1] == 1 else im))
     print(f"wrote {len(images)} samples to {out_dir}/")
     return 0
 
@@ -219,6 +243,7 @@ def _cmd_predict(args: argparse.Namespace) -> int:
             raise VitkitError(f"{args.model} is a ViLT with task {model.config.task!r}; predict needs a VQA model")
         if args.question is None:
             raise VitkitError(f"{args.model} is a VQA model: pass --question")
+        _check_text_option("--question", args.question)
     elif args.question is not None:
         raise VitkitError(f"--question needs a ViLT VQA model; {args.model} is an image classifier")
     paths = expand_image_paths(args.image)
@@ -243,7 +268,9 @@ def _cmd_predict(args: argparse.Namespace) -> int:
 def _cmd_attention(args: argparse.Namespace) -> int:
     from .inference.classify import attention_maps
     from .registry import from_pretrained
+    from .utils.files import check_output_file
 
+    check_output_file(args.out)  # before loading and computing anything
     model = from_pretrained(args.model)
     if not hasattr(model, "forward_with_attention"):
         raise VitkitError(f"{args.model} is not a ViT image classifier")
@@ -258,7 +285,10 @@ def _cmd_align(args: argparse.Namespace) -> int:
     import json
 
     from .inference.align import align
+    from .utils.files import check_output_file
 
+    _check_text_option("--text", args.text)
+    check_output_file(args.out)
     summary = align(args.model, args.image, args.text, args.out, words=args.words, max_words=args.max_words,
                     device=args.device)
     if args.json:
@@ -272,6 +302,17 @@ def _cmd_align(args: argparse.Namespace) -> int:
     print(f"{summary['out']}: word-patch alignment of {', '.join(summary['shown']) or 'no words'} and the "
           f"question's image attention{result}")
     return 0
+
+
+def _check_text_option(flag: str, text: str) -> None:
+    """A question or caption from the command line: not blank, and text. Bytes that are not UTF-8 reach Python as
+    lone surrogates (U+DC80..U+DCFF, PEP 383); said here rather than failing later in a font or tokenizer."""
+    if not text.strip():
+        raise VitkitError(f"{flag} is empty; give the text")
+    bad = next((i for i, ch in enumerate(text) if "\udc80" <= ch <= "\udcff"), None)
+    if bad is not None:
+        byte = ord(text[bad]) - 0xDC00
+        raise VitkitError(f"{flag} is not UTF-8 text (byte 0x{byte:02x} at character {bad}); pass it in UTF-8")
 
 
 def _log_to_stderr() -> None:
@@ -343,8 +384,7 @@ def build_parser() -> argparse.ArgumentParser:
             "task is used (classification: vit_nano_patch4_32 at 32x32, grey or colour from the data; vqa, "
             "pretrain, retrieval, nlvr2: vilt_nano_patch8_64, a 4-layer ViLT for 64-pixel images; diffusion: "
             "dit_nano_patch4_32, a pixel-space DiT for 32x32 images).")
-    p.add_argument("--task", default="classification", choices=TASKS, help="what to train "
-                   "(default: %(default)s)")
+    p.add_argument("--task", choices=TASKS, help="what to train (default: classification)")
     p.add_argument("--data", help="dataset folder. classification: an ImageFolder (train/<class>/..., "
                    "val/<class>/...), CIFAR-10/100 python batches, or MNIST / Fashion-MNIST IDX files; vqa: the "
                    "VQAv2 layout (train2014 / val2014 questions, annotations, images); pretrain, retrieval: a "
@@ -359,7 +399,9 @@ def build_parser() -> argparse.ArgumentParser:
                    "CPU preset); for ViLT the shorter image side")
     p.add_argument("--init-from", help="ViLT tasks: a pretrained ViT (any from_pretrained source) for the "
                    "encoder of a ViLT built from a registered name, as ViLT's pretraining starts")
-    p.add_argument("--resume", metavar="RUN_DIR", help="continue an interrupted run exactly where it stopped")
+    p.add_argument("--resume", metavar="RUN_DIR", help="continue an interrupted run exactly where it stopped, with "
+                   "its own settings; --epochs (to extend it), --data (a moved copy of the same files), --workers, "
+                   "--device, --progress and --log-every may change, other options are refused")
     p.add_argument("--overwrite", action="store_true", help="replace a previous run in --out")
     p.add_argument("--skip-bad-images", action="store_true", help="skip unreadable images (listed) instead of "
                    "stopping at the first")
@@ -385,6 +427,7 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--steps", type=_positive_int, default=50, help="sampling steps (default: %(default)s)")
     g.add_argument("--method", choices=("ddim", "ddpm"), default="ddim", help="sampler (default: %(default)s)")
     g.add_argument("--seed", type=int, default=0, help="(default: %(default)s)")
+    _add_vae_options(g)
 
     p = add("sample", _cmd_sample, "Draw images from a class-conditional diffusion model (DiT) with "
             "classifier-free guidance: one grid PNG (--out) or one PNG per sample (--out-dir).")
@@ -399,8 +442,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--method", choices=("ddpm", "ddim"), default="ddpm", help="sampler (default: %(default)s)")
     p.add_argument("--guidance-channels", type=_positive_int, help="guide only the first N output channels (the "
                    "original DiT guides 3 of its 4 latent channels: pass 3 to reproduce it exactly; default: all)")
-    p.add_argument("--vae", help="latent DiTs: the diffusers AutoencoderKL (hub id or directory) that decodes "
-                   "the samples (default: the model's config.vae, e.g. stabilityai/sd-vae-ft-mse; needs diffusers)")
+    _add_vae_options(p)
     p.add_argument("--seed", type=int, default=0, help="(default: %(default)s)")
     p.add_argument("--batch-size", type=_positive_int, default=64, help="(default: %(default)s)")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda (default: %(default)s)")
@@ -460,6 +502,15 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _add_vae_options(p: argparse.ArgumentParser | argparse._ArgumentGroup) -> None:
+    p.add_argument("--vae", help="latent DiTs: the diffusers AutoencoderKL (hub id or directory) that decodes "
+                   "the samples (default: the model's config.vae when it is stabilityai/sd-vae-ft-mse or -ema, "
+                   "the official DiT VAEs; needs diffusers)")
+    p.add_argument("--trust-vae", action="store_true", help="load the VAE the model's config.json names even when "
+                   "it is not one of the official DiT VAEs (a checkpoint does not choose what gets downloaded "
+                   "otherwise)")
+
+
 def _positive_int(text: str) -> int:
     try:
         value = int(text)
@@ -500,11 +551,26 @@ def main(argv: Sequence[str] | None = None) -> int:
     except VitkitError as e:
         if args.debug:
             raise
-        print(f"vitkit {args.command}: error: {e}", file=sys.stderr)
+        print(f"vitkit {args.command}: error: {_one_line(e)}", file=sys.stderr)
+        return EXIT_USAGE
+    except OSError as e:  # the system refused a read or write vitkit did not wrap (disk full, permissions, ...)
+        if args.debug:
+            raise
+        where = f"{e.filename}: " if e.filename else ""
+        print(f"vitkit {args.command}: error: {where}{e.strerror or e}", file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt:
         print(f"vitkit {args.command}: interrupted", file=sys.stderr)
         return 130
+
+
+def _one_line(e: BaseException) -> str:
+    """The message on one line (a few errors list items on lines of their own: kept, but joined)."""
+    text = ""
+    for line in (line.strip() for line in str(e).splitlines()):
+        if line:
+            text += line if not text else (" " if text.endswith(":") else "; ") + line
+    return text
 
 
 if __name__ == "__main__":  # pragma: no cover

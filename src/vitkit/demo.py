@@ -25,6 +25,7 @@ from .inference.classify import attention_maps, predict
 from .registry import from_pretrained
 from .train.config import TrainConfig
 from .train.launch import run_train
+from .utils.files import atomic_write_text
 
 DEMO_SCENES = (1200, 200, 5)  # train images, val images, questions per image
 DEMO_VILT_EPOCHS = 20  # one-way fusion encodes each scene once for its questions: ~10 s an epoch on 2 cores
@@ -71,7 +72,7 @@ def run_demo(out_dir: str | Path = "vitkit-demo", epochs: int = 30, seed: int = 
         summary["vilt"] = _vilt_demo(out, epochs=vilt_epochs, seed=seed, scenes=scenes)
     if dit_epochs > 0:
         summary["dit"] = _dit_demo(out, data, classifier=model, epochs=dit_epochs, seed=seed)
-    (out / "demo.json").write_text(json.dumps(summary, indent=2) + "\n")
+    atomic_write_text(out / "demo.json", json.dumps(summary, indent=2) + "\n")
     return summary
 
 

@@ -217,7 +217,7 @@ def test_clear_errors_for_the_wrong_model_or_file(tmp_path, nano_sd):
     torch.save({"patch_embed.proj.weight": torch.zeros(8, 3, 4, 4)}, other)
     with pytest.raises(CheckpointError, match="not an official DiT checkpoint"):
         vitkit.from_pretrained(other, model="DiT-S/2")
-    with pytest.raises(CheckpointError, match="pass model="):  # not DiT, no model=: the bare-file rule as before
+    with pytest.raises(CheckpointError, match="does not say which architecture"):  # not DiT, no model=
         vitkit.from_pretrained(other)
     with pytest.raises(CheckpointError, match="unknown model"):
         vitkit.from_pretrained(path, model="DiT-Q/2")

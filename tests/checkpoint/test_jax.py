@@ -249,5 +249,5 @@ def test_not_a_vit_checkpoint(tmp_path):
 
 def test_npz_needs_a_model_name(tmp_path):
     path = _save(tmp_path / "vit.npz", to_npz(_timm_vit()))
-    with pytest.raises(CheckpointError, match="pass model="):
+    with pytest.raises(CheckpointError, match="does not say which architecture"):
         vitkit.from_pretrained(path)

@@ -256,3 +256,25 @@ def test_class_with_only_bad_images(tmp_path):
     (root / "train" / "cat" / "0.png").write_bytes(b"not a png")
     with pytest.warns(UserWarning), pytest.raises(DatasetError, match=r"every train image of class.*cat"):
         load_classification_data(root, EXACT, skip_bad_images=True)
+
+
+def test_symlink_loops_visit_each_real_folder_once(tmp_path):
+    """`again -> .` in a class folder used to be followed level after level (2 images became 82); two such links
+    made the scan exponential. Each real folder is walked once; a link to another class's folder or up to the
+    split is not followed into it, a link to images kept elsewhere is."""
+    for split in ("train", "val"):
+        for name in ("ant", "bee"):
+            folder = tmp_path / split / name
+            folder.mkdir(parents=True)
+            Image.new("L", (4, 4)).save(folder / "0.png")
+            (folder / "again").symlink_to(".")
+            (folder / "again2").symlink_to(".")
+            (folder / "up").symlink_to("..")
+    elsewhere = tmp_path.parent / f"{tmp_path.name}-elsewhere"
+    elsewhere.mkdir()
+    Image.new("L", (4, 4)).save(elsewhere / "far.png")
+    (tmp_path / "train" / "bee" / "more").symlink_to(elsewhere)
+    scan = scan_image_folder(tmp_path)
+    assert sorted((p.relative_to(tmp_path).as_posix(), y) for p, y in scan.train) == [
+        ("train/ant/0.png", 0), ("train/bee/0.png", 1), ("train/bee/more/far.png", 1)]
+    assert len(scan.val) == 2

@@ -30,6 +30,7 @@ from vitkit.data.scenes import (
     render_scene,
     sample_scene,
 )
+from vitkit.processing.images import DatasetError
 
 WORDS = ["zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine", "ten"]
 VQA_FILES = [
@@ -384,7 +385,7 @@ def test_blank_image_copy(tmp_path, vqa_dir):
             a, o = np.asarray(im, dtype=float), np.asarray(orig, dtype=float)
         assert a.std(axis=(0, 1)).max() < 1.0  # blank
         assert np.abs(a[0, 0] - o[0, 0]).max() < 4  # the picture's own background
-    with pytest.raises(FileNotFoundError):
+    with pytest.raises(DatasetError, match="not found"):  # a DatasetError (one CLI error line), no traceback
         blank_image_copy(tmp_path / "nothing", tmp_path / "x")
 
 

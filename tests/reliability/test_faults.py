@@ -14,6 +14,7 @@ import hashlib
 import os
 import subprocess
 import sys
+import tempfile
 import textwrap
 from pathlib import Path
 
@@ -252,6 +253,57 @@ def test_disk_full_during_training_keeps_the_last_good_checkpoint_and_resumes(da
     assert load_state(out)["run"]["epoch"] == 1
     assert not [p for p in out.iterdir() if p.name.endswith(".tmp")]
     monkeypatch.setattr(torch, "save", real_save)
+    capsys.readouterr()
+    assert main(["train", "--resume", str(out)]) == 0, capsys.readouterr().err
+    assert_same_run(straight, out)
+
+
+class _FullDisk:
+    """A file object on a disk that fills up after 10 bytes."""
+
+    def __init__(self, f):
+        self.f = f
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.f.close()
+
+    def write(self, data):
+        self.f.write(data[:10])
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+
+def test_disk_full_while_exporting_mid_run_keeps_the_last_good_checkpoint_and_resumes(data, straight, tmp_path,
+                                                                                      monkeypatch, capsys):
+    """The epoch-2 best-model export hits a full disk (it used to escape as a traceback): one error line, the
+    epoch-1 checkpoint and model/ intact, no temp file left; --resume later ends with the uninterrupted weights."""
+    assert exports(straight) >= 2, "the reference run must export a better model at least twice"
+    real_mkstemp, real_fdopen = tempfile.mkstemp, os.fdopen
+    doomed, count = set(), {"exports": 0}
+
+    def mkstemp(*args, prefix=None, **kwargs):
+        fd, name = real_mkstemp(*args, prefix=prefix, **kwargs)
+        if prefix == f".{WEIGHTS_FILE}.":
+            count["exports"] += 1
+            if count["exports"] == 2:
+                doomed.add(fd)
+        return fd, name
+
+    monkeypatch.setattr(tempfile, "mkstemp", mkstemp)
+    monkeypatch.setattr(os, "fdopen", lambda fd, *a, **k: _FullDisk(real_fdopen(fd, *a, **k)) if fd in doomed
+                        else real_fdopen(fd, *a, **k))
+    out = tmp_path / "run"
+    capsys.readouterr()
+    assert main(["train", "--data", str(data), "--out", str(out), *EXACT]) == 2
+    line = capsys.readouterr().err.strip().splitlines()[-1]
+    assert f"could not write {out / 'model' / WEIGHTS_FILE} (No space left on device)" in line
+    assert "the last good checkpoint is kept" in line
+    assert load_state(out)["run"]["epoch"] == 1
+    assert not [p for d in (out, out / "model") for p in d.iterdir() if p.name.endswith(".tmp")]
+    load_file(str(out / "model" / WEIGHTS_FILE))  # the epoch-1 export, whole
+    monkeypatch.undo()
     capsys.readouterr()
     assert main(["train", "--resume", str(out)]) == 0, capsys.readouterr().err
     assert_same_run(straight, out)

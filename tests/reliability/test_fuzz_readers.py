@@ -11,10 +11,16 @@ from __future__ import annotations
 
 import gzip
 import io
+import json
+import os
 import pickle
 import struct
+import subprocess
+import sys
 import tempfile
+import textwrap
 import warnings
+import zipfile
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -24,8 +30,10 @@ from hypothesis import HealthCheck, assume, event, given, settings
 from hypothesis import strategies as st
 from PIL import Image, ImageOps, features
 
+import vitkit
 from vitkit.data import DataConfig, load_classification_data, read_cifar, read_idx, read_mnist, safe_unpickle
 from vitkit.data.cifar import find_cifar
+from vitkit.data.imagefolder import scan_image_folder
 from vitkit.errors import VitkitError
 from vitkit.processing.images import DatasetError, ImageLoadError, image_size, load_image
 
@@ -229,12 +237,38 @@ def iterate(dataset) -> None:
         assert x.ndim == 3 and x.shape[1:] == (8, 8) and 0 <= y
 
 
+def add_links(root: Path, outside: Path) -> None:
+    """In every class folder, a link back to itself (`again -> .`), one up to the split (`up -> ..`) and one to a
+    folder of images outside the data root (`elsewhere`)."""
+    for folder in sorted(p for split in ("train", "val") if (root / split).is_dir() for p in (root / split).iterdir()
+                         if p.is_dir()):
+        for name, target in (("again", "."), ("up", ".."), ("elsewhere", str(outside))):
+            if not (folder / name).exists():
+                (folder / name).symlink_to(target)
+
+
+def check_scan(root: Path) -> None:
+    """Every path the scan returns lies under the root (as written: the user's links are followed, the paths
+    are not resolved) and names an image file; no real file is listed twice, however the links loop."""
+    scan = scan_image_folder(root)
+    for split in (scan.train, scan.val):
+        real = [os.path.realpath(p) for p, _ in split]
+        assert len(real) == len(set(real)), "a file reached twice through a link"
+        for path, _ in split:
+            rel = path.relative_to(root)
+            assert ".." not in rel.parts and path.is_file(), path
+
+
 @settings(max_examples=50, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
-@given(tree=image_folders(), in_chans=st.sampled_from([1, 3]), skip=st.booleans(), cache=st.sampled_from([None, False]))
-def test_image_folder_reader_raises_only_dataset_errors(tree, in_chans, skip, cache):
-    with scratch() as root, warnings.catch_warnings():
+@given(tree=image_folders(), in_chans=st.sampled_from([1, 3]), skip=st.booleans(), cache=st.sampled_from([None, False]),
+       links=st.booleans())
+def test_image_folder_reader_raises_only_dataset_errors(tree, in_chans, skip, cache, links):
+    with scratch() as root, scratch() as outside, warnings.catch_warnings():
         warnings.simplefilter("ignore")
         write_tree(root, tree)
+        if links:
+            Image.new("L", (4, 4)).save(outside / "far.png")
+            add_links(root, outside)
         try:
             data = load_classification_data(root, CFG[in_chans], randaugment=None, re_prob=0.0,
                                             skip_bad_images=skip, cache=cache)
@@ -244,6 +278,7 @@ def test_image_folder_reader_raises_only_dataset_errors(tree, in_chans, skip, ca
         event(f"loaded ({'skipped some' if data.skipped else 'all read'})")
         assert len(data.classes) >= 2  # one class is refused with an explanation
         assert len(data.train) > 0
+        check_scan(root)
         try:
             iterate(data.train)
             iterate(data.val)
@@ -500,25 +535,112 @@ def test_errors_here_are_vitkit_errors():
     assert issubclass(DatasetError, VitkitError) and issubclass(ImageLoadError, DatasetError)
 
 
-@pytest.mark.parametrize("bomb", ["png-header", "gzip"])
-def test_implausibly_large_inputs_are_refused_not_allocated(tmp_path, bomb):
-    """A 16-byte PNG header claiming 100000 x 100000 pixels, a gzip IDX declaring 2^32 images: refused with a
-    DatasetError before any pixel buffer is allocated."""
-    if bomb == "png-header":
-        import zlib
+# Each case runs in a fresh process that measures what it costs: tracemalloc's peak (numpy reports its buffers
+# to it, even untouched ones) and the growth of the peak resident set (PIL's buffers, decompression). The address
+# space is capped 2 GB above what importing vitkit took, so a regression fails here with a MemoryError instead of
+# taking the machine's memory.
+MEASURE = textwrap.dedent("""
+    import json, resource, sys, tracemalloc, warnings
+    warnings.simplefilter("ignore")
+    import vitkit
+    from vitkit.data import read_cifar, read_idx
+    from vitkit.data.transforms import DataConfig, EvalTransform
+    from vitkit.checkpoint.converters.jax import read_npz
+    from vitkit.processing.images import load_image
+    with open("/proc/self/status") as f:
+        vm = int(next(line for line in f if line.startswith("VmSize:")).split()[1]) * 1024
+    resource.setrlimit(resource.RLIMIT_AS, (vm + (2 << 30), resource.RLIM_INFINITY))
+    case, path = sys.argv[1], sys.argv[2]
+    run = {
+        "strip": lambda: EvalTransform(DataConfig(img_size=224, in_chans=1, mean=(0.5,), std=(0.5,)))(
+            load_image(path, "L")),
+        "png-bomb": lambda: load_image(path),
+        "gzip-bomb": lambda: read_idx(path),
+        "gzip-header": lambda: read_idx(path),
+        "cifar": lambda: read_cifar(path),
+        "npz": lambda: read_npz(path),
+    }[case]
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    tracemalloc.start()
+    try:
+        run()
+        error = None
+    except Exception as e:
+        error = f"{type(e).__name__}: {e}"
+    peak = tracemalloc.get_traced_memory()[1]
+    grown = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 - before
+    print(json.dumps({"error": error, "traced_peak": peak, "rss_growth": grown}))
+""")
 
-        ihdr = struct.pack(">IIBBBBB", 100_000, 100_000, 8, 2, 0, 0, 0)
-        chunk = b"IHDR" + ihdr
-        raw = b"\x89PNG\r\n\x1a\n" + struct.pack(">I", len(ihdr)) + chunk + struct.pack(">I", zlib.crc32(chunk))
-        path = tmp_path / "bomb.png"
-        path.write_bytes(raw + b"\x00" * 64)
-        with pytest.raises(ImageLoadError, match=r"bomb\.png"):
-            load_image(path)
-    else:
-        path = tmp_path / "train-images-idx3-ubyte.gz"
-        path.write_bytes(gzip.compress(bytes([0, 0, 8, 3]) + struct.pack(">3I", 2**32 - 1, 2**16, 2**16)))
-        with pytest.raises(DatasetError, match="truncated"):
-            read_idx(path)
+
+class _Ndarray:
+    def __reduce__(self):
+        return np.ndarray, ((200_000, 3072), "u1")
+
+
+def _bomb(kind: str, d: Path) -> Path:
+    """A small file that asks for a lot: (path to read)."""
+    import zlib
+
+    if kind == "strip":  # 177 bytes: 100000 x 1 pixels, which the 224 px eval resize makes 24,800,000 x 248
+        Image.new("L", (100_000, 1)).save(d / "strip.png", optimize=True)
+        return d / "strip.png"
+    if kind == "png-bomb":  # a real one: 20000 x 20000 pixels of zeros, deflated to ~400 KB
+        ihdr = struct.pack(">IIBBBBB", 20_000, 20_000, 8, 0, 0, 0, 0)
+        raw = zlib.compress(bytes(20_001) * 20_000, 9)
+
+        def chunk(tag: bytes, body: bytes) -> bytes:
+            return struct.pack(">I", len(body)) + tag + body + struct.pack(">I", zlib.crc32(tag + body))
+
+        (d / "bomb.png").write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", raw)
+                                     + chunk(b"IEND", b""))
+        return d / "bomb.png"
+    if kind == "gzip-bomb":  # a header for 16 8x8 images, then 256 MB of zeros: ~250 KB gzipped
+        header = bytes([0, 0, 8, 3]) + struct.pack(">3I", 16, 8, 8) + bytes(16 * 64)
+        (d / "train-images-idx3-ubyte.gz").write_bytes(gzip.compress(header + bytes(256 << 20), 9))
+        return d / "train-images-idx3-ubyte.gz"
+    if kind == "gzip-header":  # 60 bytes gzipped, a header declaring 2^32 - 1 images of 65536 x 65536
+        (d / "train-images-idx3-ubyte.gz").write_bytes(
+            gzip.compress(bytes([0, 0, 8, 3]) + struct.pack(">3I", 2**32 - 1, 2**16, 2**16)))
+        return d / "train-images-idx3-ubyte.gz"
+    if kind == "cifar":  # a 200-byte batch calling numpy.ndarray((200000, 3072), 'u1'): 614 MB
+        good = pickle.dumps({b"data": np.zeros((2, 3072), np.uint8), b"labels": [0, 1]}, protocol=2)
+        (d / "batches.meta").write_bytes(pickle.dumps({b"label_names": [b"a", b"b"]}, protocol=2))
+        for name in ["data_batch_2", "data_batch_3", "data_batch_4", "data_batch_5", "test_batch"]:
+            (d / name).write_bytes(good)
+        (d / "data_batch_1").write_bytes(pickle.dumps({b"data": _Ndarray(), b"labels": []}, protocol=2))
+        return d
+    # npz: a header claiming 2^28 floats (1 GB), no data
+    text = repr({"descr": "<f4", "fortran_order": False, "shape": (2**28,)}).encode("latin1")
+    text += b" " * (63 - (10 + len(text)) % 64) + b"\n"
+    with zipfile.ZipFile(d / "vit.npz", "w") as zf:
+        zf.writestr("Transformer/encoder_norm/scale.npy", b"\x93NUMPY\x01\x00" + struct.pack("<H", len(text)) + text)
+    return d / "vit.npz"
+
+
+@pytest.mark.parametrize("kind, match", [
+    ("strip", "resize output pixels"),
+    ("png-bomb", "decompression bomb"),
+    ("gzip-bomb", "holds more than 1024 data bytes"),
+    ("gzip-header", "truncated or forged"),
+    ("cifar", "more than the file's"),
+    ("npz", "truncated or forged"),
+])
+def test_implausibly_large_inputs_are_refused_not_allocated(tmp_path, kind, match):
+    """A few hundred bytes (or a real decompression bomb of a few hundred KB) that ask for 100 MB to 25 GB: each
+    refused with a DatasetError / CheckpointError naming the limit, having allocated less than 32 MB."""
+    path = _bomb(kind, tmp_path)
+    size = sum(p.stat().st_size for p in ([path] if path.is_file() else path.iterdir()))
+    assert size < 500_000
+    src = str(Path(vitkit.__file__).resolve().parents[1])
+    proc = subprocess.run([sys.executable, "-c", MEASURE, kind, str(path)], capture_output=True, text=True,
+                          timeout=300, env={**os.environ, "PYTHONPATH": src, "OMP_NUM_THREADS": "1"})
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    result = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert result["error"] is not None and match in result["error"], result
+    assert result["error"].split(":")[0] in ("DatasetError", "ImageLoadError", "CheckpointError"), result
+    assert result["traced_peak"] < 32 << 20, result
+    assert result["rss_growth"] < 32 << 20, result
 
 
 # ------------------------------------------------------------------------------- regressions the fuzzers found

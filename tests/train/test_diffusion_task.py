@@ -240,11 +240,15 @@ def test_latent_diffusion_with_a_vae_trains_samples_and_evaluates(shapes, tiny_v
     assert (c.in_channels, c.input_size, c.vae, c.latent_scale) == (4, 8, str(tiny_vae), 0.18215)
     assert model.out_channels == 8 and (run / "samples.png").is_file()
     best = json.loads((run / "metrics.json").read_text())
-    assert main(["eval", "--model", str(run / "model"), "--data", str(shapes), "--json", "--batch-size", "7"]) == 0
+    # config.vae names a local folder, not one of the official DiT VAEs: loaded only when the user says so
+    assert main(["eval", "--model", str(run / "model"), "--data", str(shapes), "--json", "--batch-size", "7"]) == 2
+    assert "--trust-vae" in capsys.readouterr().err
+    assert main(["eval", "--model", str(run / "model"), "--data", str(shapes), "--json", "--batch-size", "7",
+                 "--trust-vae"]) == 0
     assert json.loads(capsys.readouterr().out)["val_loss"] == pytest.approx(best["val_loss"], rel=1e-5)
     # samples are decoded by the VAE to images of the data's size, in colour (the VAE's channels)
     assert main(["sample", "--model", str(run / "model"), "--class-label", "dot", "--num", "2", "--steps", "3",
-                 "--out-dir", str(tmp_path / "s")]) == 0
+                 "--out-dir", str(tmp_path / "s"), "--vae", str(tiny_vae)]) == 0
     with Image.open(next((tmp_path / "s").glob("*.png"))) as im:
         assert im.size == (16, 16) and im.mode == "RGB"
     # what training diffused: the VAE's latents of the images, times latent_scale

@@ -6,8 +6,8 @@ here for the converters and older imports.
 
 from __future__ import annotations
 
-import json
 import pickle
+import warnings
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -25,13 +25,14 @@ from ..models.base import (  # noqa: F401  (re-exported)
     load_weights,
     save_pretrained,
 )
+from ..utils.limits import parse_json
 from .hub import first_line
 
 
 def read_json(path: Path) -> dict[str, Any]:
     try:
-        data = json.loads(Path(path).read_text())
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        data = parse_json(Path(path).read_text(encoding="utf-8"))
+    except (OSError, ValueError) as e:  # unreadable, not UTF-8, not JSON, nested too deep
         raise CheckpointError(f"cannot read {path}: {e}") from None
     if not isinstance(data, dict):
         raise CheckpointError(f"{path} does not hold a JSON object")
@@ -64,7 +65,10 @@ def load_plain_pickle(path: Path, *, refused_hint: str = "", safe_globals: list[
     that asks for anything else, and a truncated or corrupt file (whatever torch's reader raises on it: EOFError,
     RuntimeError, but also IndexError or KeyError from its unpickler), is a CheckpointError naming the file."""
     try:
-        with torch.serialization.safe_globals(safe_globals or []):
+        # torch warns about some legacy pickles (e.g. "Detected pickle protocol 4"); the user gets the result or
+        # one error line, not torch's notes about its own unpickler.
+        with torch.serialization.safe_globals(safe_globals or []), warnings.catch_warnings():
+            warnings.simplefilter("ignore")
             return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as e:
         raise CheckpointError(

@@ -12,6 +12,9 @@ the file is refused with an error, never executed. CIFAR-100 uses the 100 fine l
 
 from __future__ import annotations
 
+import io
+import math
+import os
 import pickle
 from dataclasses import dataclass
 from pathlib import Path
@@ -42,24 +45,56 @@ def _bytes(*args: Any) -> bytes:
     raise pickle.UnpicklingError(f"refusing bytes{tuple(type(a).__name__ for a in args)}")
 
 
-def _numpy_globals() -> dict[tuple[str, str], Any]:
-    # Take the functions from numpy's own pickling, so the deprecated `numpy.core` is never imported.
-    reconstruct = np.zeros(1).__reduce__()[0]  # numpy(._)core.multiarray._reconstruct
-    frombuffer = np.zeros(1).__reduce_ex__(5)[0]  # numpy(._)core.numeric._frombuffer (protocol 5)
-    allowed: dict[tuple[str, str], Any] = {("_codecs", "encode"): _latin1_encode, ("__builtin__", "bytes"): _bytes,
-                                           ("builtins", "bytes"): _bytes}
-    for core in ("numpy.core", "numpy._core"):
-        allowed[(f"{core}.multiarray", "_reconstruct")] = reconstruct
-        allowed[(f"{core}.numeric", "_frombuffer")] = frombuffer
-    allowed[("numpy", "ndarray")] = np.ndarray
-    allowed[("numpy", "dtype")] = np.dtype
-    return allowed
+_RECONSTRUCT = np.zeros(1).__reduce__()[0]  # numpy(._)core.multiarray._reconstruct
+_FROMBUFFER = np.zeros(1).__reduce_ex__(5)[0]  # numpy(._)core.numeric._frombuffer (protocol 5)
+
+
+def _declared_bytes(shape: Any, dtype: Any) -> int:
+    """Bytes an array of `shape` and `dtype` (as a pickle passes them) would take; UnpicklingError if malformed."""
+    dims = (shape,) if isinstance(shape, int) else shape
+    if not isinstance(dims, tuple | list) or not all(type(d) is int and d >= 0 for d in dims):
+        raise pickle.UnpicklingError(f"array shape {shape!r:.60} is not a tuple of non-negative integers")
+    try:
+        itemsize = np.dtype(dtype).itemsize
+    except (TypeError, ValueError) as e:
+        raise pickle.UnpicklingError(f"bad array dtype {dtype!r:.60} ({e})") from None
+    return math.prod(dims) * itemsize
 
 
 class _NumpyOnlyUnpickler(pickle.Unpickler):
-    """Resolves only the globals numpy arrays need; everything else is an error (no code can run)."""
+    """Resolves only the globals numpy arrays need; everything else is an error (no code can run). The array
+    constructors are wrapped: the arrays a file declares may not add up to more bytes than the file holds (a
+    240-byte pickle calling `numpy.ndarray((200000, 3072), 'u1')` would otherwise allocate 600 MB)."""
 
-    _allowed = _numpy_globals()
+    def __init__(self, f: BinaryIO, *, budget: int) -> None:
+        super().__init__(f, encoding="bytes")
+        self._budget = budget
+        self._allowed: dict[tuple[str, str], Any] = {
+            ("_codecs", "encode"): _latin1_encode, ("__builtin__", "bytes"): _bytes, ("builtins", "bytes"): _bytes,
+            ("numpy", "ndarray"): self._new_array, ("numpy", "dtype"): np.dtype,
+        }
+        # The deprecated `numpy.core` is never imported: the functions come from numpy's own pickling above.
+        for core in ("numpy.core", "numpy._core"):
+            self._allowed[(f"{core}.multiarray", "_reconstruct")] = self._reconstruct
+            self._allowed[(f"{core}.numeric", "_frombuffer")] = _FROMBUFFER  # its data are bytes of the file
+
+    def _charge(self, shape: Any, dtype: Any) -> None:
+        need = _declared_bytes(shape, dtype)
+        if need > self._budget:
+            raise pickle.UnpicklingError(
+                f"it declares an array of shape {shape!r:.60} ({need:,} bytes), more than the file's "
+                f"{self._budget:,} bytes could fill")
+        self._budget -= need
+
+    def _new_array(self, shape: Any = (0,), dtype: Any = float, *args: Any) -> np.ndarray:
+        self._charge(shape, dtype)
+        return np.ndarray(shape, dtype, *args)
+
+    def _reconstruct(self, subtype: Any, shape: Any, dtype: Any) -> np.ndarray:
+        if subtype != self._new_array:  # the pickle's `numpy.ndarray`, resolved above
+            raise pickle.UnpicklingError(f"refusing to reconstruct an array of type {subtype!r:.60}")
+        self._charge(shape, dtype)
+        return _RECONSTRUCT(np.ndarray, shape, dtype)
 
     def find_class(self, module: str, name: str) -> Any:
         try:
@@ -71,13 +106,24 @@ class _NumpyOnlyUnpickler(pickle.Unpickler):
         raise pickle.UnpicklingError("persistent ids are not allowed in a CIFAR pickle")
 
 
+def _remaining_bytes(f: BinaryIO) -> int:
+    try:
+        return os.fstat(f.fileno()).st_size - f.tell()
+    except (OSError, AttributeError, ValueError, io.UnsupportedOperation):
+        pos = f.tell()  # BytesIO and friends: measure, then go back to where we were
+        end = f.seek(0, io.SEEK_END)
+        f.seek(pos)
+        return end - pos
+
+
 def safe_unpickle(f: BinaryIO, *, name: str = "<pickle>") -> Any:
     """Load a pickle of plain data + numpy arrays (e.g. a CIFAR batch); any other global raises DatasetError.
 
-    `encoding="bytes"` reads the original Python-2 files (their str become bytes, as the CIFAR page says).
+    `encoding="bytes"` reads the original Python-2 files (their str become bytes, as the CIFAR page says). The
+    arrays the pickle declares may add up to at most the bytes left in `f` (see `_NumpyOnlyUnpickler`).
     """
     try:
-        obj = _NumpyOnlyUnpickler(f, encoding="bytes").load()
+        obj = _NumpyOnlyUnpickler(f, budget=_remaining_bytes(f)).load()
     except pickle.UnpicklingError as e:
         raise DatasetError(f"{name}: refused to load: {e}") from e
     except Exception as e:  # only the allowed numpy functions run: any failure means bad bytes

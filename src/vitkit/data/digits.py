@@ -9,6 +9,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from ..utils.files import atomic_save_image
+
 
 def load_digits() -> tuple[np.ndarray, np.ndarray]:
     """images uint8 [1797, 8, 8] with values 0..16, labels uint8 [1797]."""
@@ -32,5 +34,6 @@ def write_digits_imagefolder(root: str | Path, *, size: int = 32, val_fraction: 
             folder.mkdir(parents=True, exist_ok=True)
             for i in chosen:
                 img = Image.fromarray((images[i].astype(np.float32) * (255 / 16)).round().astype(np.uint8), "L")
-                img.resize((size, size), Image.Resampling.BICUBIC).save(folder / f"{i:04d}.png")
+                atomic_save_image(folder / f"{i:04d}.png", img.resize((size, size), Image.Resampling.BICUBIC),
+                                  durable=False)  # generated data: complete or absent, regenerated after a crash
     return root

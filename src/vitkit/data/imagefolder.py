@@ -44,10 +44,27 @@ def _class_dirs(split_dir: Path) -> list[str]:
     return sorted(p.name for p in split_dir.iterdir() if p.is_dir() and not p.name.startswith("."))
 
 
-def _images_under(folder: Path) -> tuple[list[Path], list[str]]:
-    """(sorted image paths found recursively, names of the other non-hidden files)."""
+def _images_under(folder: Path, seen: set[tuple[int, int]] | None = None) -> tuple[list[Path], list[str]]:
+    """(sorted image paths found recursively, names of the other non-hidden files).
+
+    Symbolic links to folders are followed (a class folder may link to images kept elsewhere), but each real
+    folder is visited once: a link back up the tree (`again -> .`) would otherwise repeat its images at every
+    level, and two such links make the walk exponential. `seen` (device, inode) pairs are shared across calls:
+    the scan marks the data root, the split and every class folder first, so a link never pulls another class's
+    images into this one."""
     images, others = [], []
+    seen = set() if seen is None else seen
     for dirpath, dirnames, filenames in os.walk(folder, followlinks=True):
+        try:
+            key = _dir_key(dirpath)
+        except OSError:
+            dirnames[:] = []
+            continue
+        if dirpath != str(folder):
+            if key in seen:
+                dirnames[:] = []  # a folder already walked (or another class's), reached again through a link
+                continue
+            seen.add(key)
         dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
         for name in sorted(filenames):
             if name.startswith("."):
@@ -57,6 +74,11 @@ def _images_under(folder: Path) -> tuple[list[Path], list[str]]:
             else:
                 others.append(name)
     return images, others
+
+
+def _dir_key(path: str | Path) -> tuple[int, int]:
+    st = os.stat(path)
+    return st.st_dev, st.st_ino
 
 
 def _empty_class_error(folder: Path, others: list[str]) -> DatasetError:
@@ -125,9 +147,10 @@ def scan_image_folder(data_dir: str | Path) -> ImageFolderScan:
             f"train classes: {', '.join(classes[:20])}{' ...' if len(classes) > 20 else ''}"
         )
     for split, names, out in (("train", classes, scan.train), ("val", val_classes, scan.val)):
+        seen = {_dir_key(p) for p in (root, root / split, *(root / split / n for n in names))}
         for name in names:
             folder = root / split / name
-            images, others = _images_under(folder)
+            images, others = _images_under(folder, seen)
             if not images:
                 raise _empty_class_error(folder, others)
             scan.ignored_files += len(others)

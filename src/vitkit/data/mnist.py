@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import gzip
 import math
+import os
 import re
 import struct
 import zlib
@@ -24,7 +25,9 @@ from pathlib import Path
 
 import numpy as np
 
+from ..errors import InputTooLarge
 from ..processing.images import DatasetError
+from ..utils.limits import check_decompressed
 
 FASHION_MNIST_CLASSES = (
     "T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot",
@@ -37,28 +40,49 @@ _IDX_NAME = re.compile(r"(?P<split>train|t10k)-(?P<what>images|labels)[.-]idx(?P
 
 
 def read_idx(path: str | Path) -> np.ndarray:
-    """An IDX file (gzipped or not) -> numpy array with the dtype and shape its header declares."""
+    """An IDX file (gzipped or not) -> numpy array with the dtype and shape its header declares.
+
+    The header is read first and checked against the file's size before the data is read, so a header that
+    lies costs nothing: an uncompressed file must hold exactly the declared bytes; a gzipped one may only declare
+    what its compressed size can expand to (`vitkit.utils.limits.check_decompressed`), and is decompressed only
+    up to the declared size (plus one byte, to tell a file with trailing data, e.g. a decompression bomb behind a
+    small header, from a complete one)."""
     path = Path(path)
     try:
-        raw = path.read_bytes()
-        if raw[:2] == b"\x1f\x8b":
-            raw = gzip.decompress(raw)
+        with open(path, "rb") as raw_file:
+            size = os.fstat(raw_file.fileno()).st_size
+            gz = raw_file.read(2) == b"\x1f\x8b"
+            raw_file.seek(0)
+            f = gzip.GzipFile(fileobj=raw_file) if gz else raw_file
+            head = f.read(4)
+            if len(head) < 4 or head[:2] != b"\x00\x00" or head[2] not in _IDX_DTYPES:
+                raise DatasetError(f"{path} is not an IDX file (bad magic number {head[:4].hex()})")
+            dtype, ndim = _IDX_DTYPES[head[2]], head[3]
+            dims = f.read(4 * ndim)
+            if len(dims) < 4 * ndim:
+                raise DatasetError(f"IDX file {path} is truncated (header)")
+            shape = struct.unpack(f">{ndim}I", dims)
+            expected = math.prod(shape) * dtype.itemsize
+            header = 4 + 4 * ndim
+            if gz:
+                try:
+                    check_decompressed(expected, size, f"gzipped IDX file {path} (header {shape})")
+                except InputTooLarge as e:
+                    raise DatasetError(str(e)) from None
+            elif size - header != expected:
+                raise DatasetError(_size_mismatch(path, size - header, shape, expected))
+            data = f.read(expected + 1)  # one byte more than declared: trailing data is an error, not read on
     except (OSError, EOFError, zlib.error) as e:  # gzip.BadGzipFile is an OSError
         raise DatasetError(f"cannot read IDX file {path}: {e}") from e
-    if len(raw) < 4 or raw[:2] != b"\x00\x00" or raw[2] not in _IDX_DTYPES:
-        raise DatasetError(f"{path} is not an IDX file (bad magic number {raw[:4].hex()})")
-    dtype, ndim = _IDX_DTYPES[raw[2]], raw[3]
-    header = 4 + 4 * ndim
-    if len(raw) < header:
-        raise DatasetError(f"IDX file {path} is truncated (header)")
-    shape = struct.unpack(f">{ndim}I", raw[4:header])
-    expected = math.prod(shape) * dtype.itemsize
-    if len(raw) - header != expected:
-        raise DatasetError(
-            f"IDX file {path} holds {len(raw) - header} data bytes but its header {shape} needs {expected} "
-            "(truncated or corrupt download?)"
-        )
-    return np.frombuffer(raw, dtype=dtype, offset=header).reshape(shape).astype(dtype.newbyteorder("="))
+    if len(data) != expected:
+        held = f"more than {expected}" if len(data) > expected else str(len(data))
+        raise DatasetError(_size_mismatch(path, held, shape, expected))
+    return np.frombuffer(data, dtype=dtype).reshape(shape).astype(dtype.newbyteorder("="))
+
+
+def _size_mismatch(path: Path, held: object, shape: tuple[int, ...], expected: int) -> str:
+    return (f"IDX file {path} holds {held} data bytes but its header {shape} needs {expected} "
+            "(truncated or corrupt download?)")
 
 
 def _idx_files(folder: Path) -> dict[tuple[str, str], Path]:

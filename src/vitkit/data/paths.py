@@ -15,6 +15,7 @@ from pathlib import Path, PurePosixPath, PureWindowsPath
 from typing import Any
 
 from ..processing.images import DatasetError
+from ..utils.limits import JSONTooDeep, parse_json
 
 __all__ = [
     "SafeRoot", "expect_int", "expect_list", "expect_mapping", "expect_str", "read_json", "read_json_lines",
@@ -80,7 +81,9 @@ def read_json(path: str | os.PathLike, what: str = "annotation file") -> Any:
         raise DatasetError(f"{what} not found: {path}")
     try:
         with open(path, encoding="utf-8") as f:
-            return json.load(f)
+            return parse_json(f.read())
+    except JSONTooDeep as e:
+        raise DatasetError(f"{path}: {e}") from None
     except json.JSONDecodeError as e:
         raise DatasetError(f"{path}: not valid JSON ({e.msg} at line {e.lineno}, column {e.colno})") from e
     except UnicodeDecodeError as e:
@@ -101,7 +104,9 @@ def read_json_lines(path: str | os.PathLike, what: str = "annotation file") -> l
                 if not line.strip():
                     continue
                 try:
-                    values.append(json.loads(line))
+                    values.append(parse_json(line))
+                except JSONTooDeep as e:
+                    raise DatasetError(f"{path}: line {lineno}: {e}") from None
                 except json.JSONDecodeError as e:
                     raise DatasetError(f"{path}: line {lineno} is not valid JSON ({e.msg})") from e
     except UnicodeDecodeError as e:

@@ -21,7 +21,6 @@ too).
 from __future__ import annotations
 
 import json
-import shutil
 import time
 from collections import Counter
 from collections.abc import Mapping
@@ -32,6 +31,8 @@ import numpy as np
 from PIL import Image
 
 from ..errors import ConfigError
+from ..processing.images import DatasetError, load_image
+from ..utils.files import atomic_save_image, atomic_write_bytes, atomic_write_text
 from .scene_drawing import (  # noqa: F401  (re-exported: the names `vitkit.data.scenes` has always offered)
     BACKGROUND,
     COLOUR_NAMES,
@@ -168,7 +169,12 @@ def build_vqa_splits(*, num_train: int = 3000, num_val: int = 500, questions_per
 
 def _write_json(path: Path, obj: object) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(obj), encoding="utf-8")
+    atomic_write_text(path, json.dumps(obj))
+
+
+def _write_image(path: Path, image: Image.Image, **params: object) -> None:
+    """Generated pictures: complete or absent (temp + rename), without an fsync each (regenerated after a crash)."""
+    atomic_save_image(path, image, durable=False, **params)
 
 
 def _split_summary(split: VQASplit) -> dict:
@@ -213,7 +219,7 @@ def generate_vqa_scenes(out_dir: str | Path, *, num_train: int = 3000, num_val: 
         img_dir = out / subtype
         img_dir.mkdir(parents=True, exist_ok=True)
         for image_id, scene in split.scenes.items():
-            render_scene(scene).save(img_dir / vqa_image_name(subtype, image_id), format="JPEG", quality=95)
+            _write_image(img_dir / vqa_image_name(subtype, image_id), render_scene(scene), quality=95)
         _write_json(out / vqa_question_file(subtype), {
             "info": _VQA_INFO, "task_type": "Open-Ended", "data_type": "mscoco", "license": _VQA_LICENSE,
             "data_subtype": subtype, "questions": split.questions})
@@ -273,19 +279,20 @@ def blank_image_copy(src_dir: str | Path, dst_dir: str | Path, split: str = "val
     qfile, afile = src / vqa_question_file(split), src / vqa_annotation_file(split)
     for f in (qfile, afile):
         if not f.is_file():
-            raise FileNotFoundError(f"{f} not found (is {src} a VQA directory with split {split!r}?)")
-    questions = json.loads(qfile.read_text(encoding="utf-8"))["questions"]
+            raise DatasetError(f"{f} not found (is {src} a VQA directory with split {split!r}?)")
+    from .vqa import load_vqa_split  # (vqa needs nothing from here)
+
+    questions = load_vqa_split(src, split)  # the files' shape and every image checked first: DatasetError
     (dst / split).mkdir(parents=True, exist_ok=True)
-    shutil.copyfile(qfile, dst / qfile.name)
-    shutil.copyfile(afile, dst / afile.name)
-    image_ids = sorted({q["image_id"] for q in questions})
+    atomic_write_bytes(dst / qfile.name, qfile.read_bytes())
+    atomic_write_bytes(dst / afile.name, afile.read_bytes())
+    image_ids = sorted({q.image_id for q in questions})
     for image_id in image_ids:
         name = vqa_image_name(split, image_id)
-        with Image.open(src / split / name) as im:
-            arr = np.asarray(im.convert("RGB"))
+        arr = np.asarray(load_image(src / split / name))
         border = np.concatenate([arr[0], arr[-1], arr[:, 0], arr[:, -1]])
         colour = tuple(int(v) for v in np.median(border, axis=0))
-        Image.new("RGB", (arr.shape[1], arr.shape[0]), colour).save(dst / split / name, format="JPEG", quality=95)
+        _write_image(dst / split / name, Image.new("RGB", (arr.shape[1], arr.shape[0]), colour), quality=95)
     return {"split": split, "images": len(image_ids), "questions": len(questions), "out_dir": str(dst)}
 
 
@@ -389,9 +396,8 @@ def generate_nlvr2_scenes(out_dir: str | Path, *, num_train: int = 2000, num_dev
             for scene, rel in zip((ex.left, ex.right), ex.image_paths()):
                 path = out / rel
                 path.parent.mkdir(parents=True, exist_ok=True)
-                render_scene(scene).save(path, format="PNG")
-        (out / f"{split}.json").write_text("".join(json.dumps(ex.record()) + "\n" for ex in examples),
-                                           encoding="utf-8")
+                _write_image(path, render_scene(scene))
+        atomic_write_text(out / f"{split}.json", "".join(json.dumps(ex.record()) + "\n" for ex in examples))
         labels = Counter(ex.label for ex in examples)
         summary["splits"][split] = {"examples": len(examples), "pairs": len(written), "images": 2 * len(written),
                                     "true": labels[True], "false": labels[False],

@@ -33,8 +33,9 @@ import numpy as np
 import torch
 from PIL import Image
 
-from ..errors import ConfigError
+from ..errors import ConfigError, InputTooLarge
 from ..processing.images import DatasetError, channels_to_mode, pil_resampling, to_mode
+from ..utils.limits import check_resize
 from ..utils.random import GeneratorLike, Rng, as_rng
 from .randaugment import RandAugment
 
@@ -132,6 +133,10 @@ def resize_shorter(img: Image.Image, size: int, resample: Image.Resampling) -> I
         new_w, new_h = size, int(size * h / w)
     else:
         new_w, new_h = int(size * w / h), size
+    try:  # before resizing: a 100000x1 image would otherwise become 24,800,000 x 248 pixels (~25 GB) at 224
+        check_resize((w, h), (new_w, new_h))
+    except InputTooLarge as e:
+        raise DatasetError(str(e)) from None
     return img.resize((new_w, new_h), resample)
 
 

@@ -12,11 +12,13 @@ from .gaussian import (
     normal_kl,
     space_timesteps,
 )
-from .sampling import draw_images, load_vae, sample, to_pixels
+from .sampling import KNOWN_VAES, config_vae, draw_images, load_vae, sample, to_pixels
 
 __all__ = [
+    "KNOWN_VAES",
     "GaussianDiffusion",
     "approx_standard_normal_cdf",
+    "config_vae",
     "create_diffusion",
     "discretized_gaussian_log_likelihood",
     "draw_images",

@@ -71,19 +71,20 @@ def sample(model: torch.nn.Module, labels: Sequence[int] | torch.Tensor, *, cfg_
     return out[:n]
 
 
-def to_pixels(model: torch.nn.Module, samples: torch.Tensor, *, vae: Any = None) -> torch.Tensor:
+def to_pixels(model: torch.nn.Module, samples: torch.Tensor, *, vae: Any = None,
+              trust_vae: bool = False) -> torch.Tensor:
     """Model-space samples -> uint8 images [N, H, W, C].
 
     Pixel-space models: x * std + mean (the config's), clamped to [0, 1]. Latent models (config.vae set, or a
-    `vae` given: a diffusers AutoencoderKL, loaded from config.vae when not given): decoded from
-    samples / latent_scale to [-1, 1], then mapped to [0, 1]. Rounding as torchvision's save_image."""
+    `vae` given: a diffusers AutoencoderKL, loaded from config.vae when not given, see `config_vae`): decoded
+    from samples / latent_scale to [-1, 1], then mapped to [0, 1]. Rounding as torchvision's save_image."""
     cfg = model.config
     with torch.no_grad():
         if vae is not None or cfg.vae is not None:
             if cfg.latent_scale is None:
                 raise ConfigError("decoding with a VAE needs the model's latent_scale (e.g. 0.18215)")
             if vae is None:
-                vae = load_vae(cfg.vae, device=samples.device)
+                vae = config_vae(cfg, device=samples.device, trust_vae=trust_vae)
             param = next(vae.parameters(), None)
             z = samples / cfg.latent_scale
             if param is not None:
@@ -103,14 +104,15 @@ def to_pixels(model: torch.nn.Module, samples: torch.Tensor, *, vae: Any = None)
 
 def draw_images(model: torch.nn.Module, labels: Sequence[int], *, batch_size: int = 64, seed: int = 0,
                 vae: Any = None, device: torch.device | str | None = None,
-                progress: Callable[[int, int], None] | None = None, **sample_kwargs: Any) -> np.ndarray:
+                progress: Callable[[int, int], None] | None = None, trust_vae: bool = False,
+                **sample_kwargs: Any) -> np.ndarray:
     """uint8 images [N, H, W, C] of the class ids `labels`, drawn `batch_size` at a time (chunk i starting at
     label i seeded with `seed + i`, so a result does not depend on what else was drawn before it) and decoded
     with `to_pixels`; a latent model's VAE is loaded once from config.vae unless `vae` is given.
     `sample_kwargs` go to `sample` (cfg_scale, steps, method, guidance_channels, ...); `progress(done, total)`
     after each chunk."""
     if vae is None and model.config.vae is not None:
-        vae = load_vae(model.config.vae, device=device)
+        vae = config_vae(model.config, device=device, trust_vae=trust_vae)
     labels = list(labels)
     chunks = []
     for i in range(0, len(labels), batch_size):
@@ -119,6 +121,29 @@ def draw_images(model: torch.nn.Module, labels: Sequence[int], *, batch_size: in
         if progress is not None:
             progress(min(i + batch_size, len(labels)), len(labels))
     return np.concatenate(chunks)
+
+
+#: The VAEs a DiT's config.json may name and have loaded without the user's say-so: the two the official DiT
+#: checkpoints were trained with (Peebles & Xie 2022, sample.py's --vae mse / ema).
+KNOWN_VAES = ("stabilityai/sd-vae-ft-mse", "stabilityai/sd-vae-ft-ema")
+
+
+def config_vae(config: Any, *, device: torch.device | str | None = None, trust_vae: bool = False) -> Any:
+    """The VAE a latent DiT's config names (`config.vae`), or None for a pixel-space model.
+
+    A checkpoint is data: its config.json must not choose what gets downloaded and run. So config.vae is loaded
+    only when it is one of KNOWN_VAES, or when the user vouches for it with `trust_vae=True` (`--trust-vae`);
+    otherwise a VitkitError says how to go on. A VAE the user names (`--vae`, `vae=`) is theirs and needs no
+    check: pass it to `load_vae` directly."""
+    source = config.vae
+    if source is None:
+        return None
+    if not trust_vae and source not in KNOWN_VAES:
+        raise VitkitError(
+            f"the model's config names the VAE {source!r}, which is not one vitkit loads on a checkpoint's word "
+            f"({', '.join(KNOWN_VAES)}); pass the VAE yourself with --vae HUB_ID_OR_DIR, or --trust-vae if you "
+            "trust this checkpoint (Python: vae=load_vae(...) or trust_vae=True)")
+    return load_vae(source, device=device)
 
 
 def load_vae(source: str, device: torch.device | str | None = None) -> Any:
@@ -135,4 +160,4 @@ def load_vae(source: str, device: torch.device | str | None = None) -> Any:
     return vae.to(device or "cpu").eval()
 
 
-__all__ = ["draw_images", "load_vae", "sample", "to_pixels"]
+__all__ = ["KNOWN_VAES", "config_vae", "draw_images", "load_vae", "sample", "to_pixels"]

@@ -35,6 +35,7 @@ from ..models.vilt.model import ViLT, ViLTOutput
 from ..processing.images import ImageInput
 from ..processing.vilt import ViLTProcessor
 from ..utils.device import device_of
+from ..utils.files import atomic_save_image
 from .vilt import evaluating, head_logits, pixels_for, processor_for, require_vilt
 
 TOP_ANSWERS = 3
@@ -240,7 +241,7 @@ def plot_alignment(
         ax.axis("off")
     fig.suptitle(_headline(alignment), fontsize=11)
     fig.tight_layout()
-    fig.savefig(out_png, dpi=110)
+    atomic_save_image(out_png, fig, dpi=110)
     plt.close(fig)
     return Path(out_png)
 

@@ -91,7 +91,7 @@ def judge_samples(model: nn.Module, classifier: nn.Module, *, per_class: int = 1
                   steps: int = 50, method: str = "ddim", seed: int = 0, data_dir: str | Path | None = None,
                   batch_size: int = 500, device: str = "auto", guidance_channels: int | None = None,
                   progress: Callable[[int, int], None] | None = None,
-                  classes: Sequence[str] | None = None) -> dict[str, Any]:
+                  classes: Sequence[str] | None = None, vae: Any = None, trust_vae: bool = False) -> dict[str, Any]:
     """Draw samples of each class from a DiT and ask a classifier what they show (`vitkit eval --classifier`).
 
     Args:
@@ -108,6 +108,8 @@ def judge_samples(model: nn.Module, classifier: nn.Module, *, per_class: int = 1
         guidance_channels: the noise channels guidance applies to (None: all; 3 as the official DiT code).
         progress: called as progress(done, total) while drawing.
         classes: the class names to draw (None: all the DiT's classes).
+        vae: the VAE of a latent DiT (default: the one its config names, see `diffusion.config_vae`).
+        trust_vae: load a VAE the config names even when it is not one of the official DiT VAEs.
 
     Returns:
         `sample_accuracy` (the fraction the classifier labels as the requested class),
@@ -115,7 +117,7 @@ def judge_samples(model: nn.Module, classifier: nn.Module, *, per_class: int = 1
         `frechet_distance_train_val` (real train vs real val, the floor to read it against), plus the images
         (`samples`, uint8) and their `sample_labels`.
     """
-    from ..diffusion.sampling import draw_images, load_vae
+    from ..diffusion.sampling import config_vae, draw_images
 
     check_dit(model)
     c = model.config
@@ -131,7 +133,8 @@ def judge_samples(model: nn.Module, classifier: nn.Module, *, per_class: int = 1
         raise VitkitError(f"the DiT has no class {unknown[0]!r}; its classes: {names[:10]}")
     dev = resolve_device(device)
     model = model.to(dev).eval()
-    vae = load_vae(c.vae, device=dev) if c.vae else None  # loaded once: decodes samples, sizes the real images
+    if vae is None:  # loaded once: decodes samples, sizes the real images
+        vae = config_vae(c, device=dev, trust_vae=trust_vae)
     wanted = [names.index(n) for n in chosen for _ in range(per_class)]
     images = draw_images(model, wanted, batch_size=batch_size, seed=seed, vae=vae, device=dev, progress=progress,
                          cfg_scale=cfg_scale, steps=steps, method=method, guidance_channels=guidance_channels)

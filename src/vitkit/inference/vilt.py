@@ -247,6 +247,10 @@ def vqa(
     vilt = require_vilt(model, "vqa")
     processor = processor or processor_for(vilt)
     images, questions, single = _pair_up(image, question)
+    blank = [i for i, q in enumerate(questions) if isinstance(q, str) and not q.strip()]
+    if blank:  # the model would still score its answers (over the image alone): an answer to nothing
+        which = "the question is" if single else f"question {blank[0]} (of {len(questions)}) is"
+        raise VitkitError(f"{which} empty: a VQA model answers a question about the image; ask one")
     n = vilt.config.num_answers
     labels = list(vilt.config.labels) if vilt.config.labels else [f"answer_{i}" for i in range(n)]
     k = max(1, min(top_k, n))

@@ -12,7 +12,6 @@ transformers' `BertTokenizer` built from the same vocabulary (tests/test_text.py
 
 from __future__ import annotations
 
-import json
 import os
 import warnings
 from collections.abc import Sequence
@@ -25,6 +24,8 @@ from tokenizers import AddedToken, Encoding, Tokenizer, decoders, normalizers, p
 from tokenizers.models import WordPiece
 
 from ..errors import ConfigError, VitkitError
+from ..utils.files import atomic_write_text
+from ..utils.limits import check_text, parse_json
 
 # bert-base-uncased's vocabulary ships inside the package, so tokenizing needs no download.
 DEFAULT_VOCAB = "bert-base-uncased-vocab.txt"
@@ -52,11 +53,11 @@ def load_vocab(vocab_file: str | os.PathLike | None = None) -> dict[str, int]:
     else:
         try:
             text = Path(vocab_file).read_text(encoding="utf-8")
-        except OSError as e:
+        except (OSError, UnicodeDecodeError) as e:
             raise VitkitError(f"cannot read vocabulary file {vocab_file}: {e}") from e
     if vocab_file is not None and Path(vocab_file).suffix == ".json":
         try:
-            vocab = {str(t): int(i) for t, i in json.loads(text)["model"]["vocab"].items()}
+            vocab = {str(t): int(i) for t, i in parse_json(text)["model"]["vocab"].items()}
         except (ValueError, KeyError, TypeError, AttributeError) as e:
             raise VitkitError(f"{vocab_file} is not a tokenizer.json with a WordPiece vocabulary: {e}") from e
     else:
@@ -159,13 +160,14 @@ class BertTokenizer:
         path = Path(directory) / "vocab.txt"
         path.parent.mkdir(parents=True, exist_ok=True)
         tokens = sorted(self._vocab, key=self._vocab.__getitem__)
-        path.write_text("".join(t + "\n" for t in tokens), encoding="utf-8")
+        atomic_write_text(path, "".join(t + "\n" for t in tokens))
         return path
 
     # ---- encoding ---------------------------------------------------------------------------------------------
 
     def tokenize(self, text: str) -> list[str]:
         """WordPiece tokens of one text, without [CLS]/[SEP] and without truncation."""
+        check_text(text)
         return self._tok.encode(_valid_unicode(text), add_special_tokens=False).tokens
 
     def encode(
@@ -207,6 +209,8 @@ class BertTokenizer:
         batch = [texts] if single else list(texts)
         if not all(isinstance(t, str) for t in batch):
             raise VitkitError(f"texts must be strings, got {sorted({type(t).__name__ for t in batch})}")
+        for t in batch:
+            check_text(t)  # before tokenizing: the work grows with the text even when only max_length is kept
         batch = [_valid_unicode(t) for t in batch]
         if text_pair is not None:
             pairs = [text_pair] if isinstance(text_pair, str) else list(text_pair)
@@ -214,6 +218,8 @@ class BertTokenizer:
                 raise VitkitError(f"got {len(batch)} texts but {len(pairs)} text pairs")
             if not all(isinstance(t, str) for t in pairs):
                 raise VitkitError(f"text pairs must be strings, got {sorted({type(t).__name__ for t in pairs})}")
+            for t in pairs:
+                check_text(t)
             inputs: list[Any] = list(zip(batch, [_valid_unicode(t) for t in pairs]))
         else:
             inputs = batch

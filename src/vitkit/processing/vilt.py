@@ -25,6 +25,8 @@ import torch
 
 from ..config import replace_config
 from ..errors import ConfigError, VitkitError
+from ..utils.files import atomic_write_text
+from ..utils.limits import parse_json
 from .bert import BertTokenizer
 from .vilt_config import RENAMED_SETTINGS, ViLTProcessorConfig, current_setting_names
 from .vilt_images import (
@@ -48,7 +50,7 @@ def _read_json(path: Path) -> dict[str, Any]:
     if not path.exists():
         return {}
     try:
-        return json.loads(path.read_text(encoding="utf-8"))
+        return parse_json(path.read_text(encoding="utf-8"))
     except (OSError, ValueError) as e:
         raise VitkitError(f"cannot read {path}: {e}") from e
 
@@ -147,7 +149,7 @@ class ViLTProcessor:
         """Write `vitkit_processor.json` and the tokenizer's `vocab.txt` into `directory`."""
         path = Path(directory)
         path.mkdir(parents=True, exist_ok=True)
-        (path / CONFIG_NAME).write_text(json.dumps(self.to_dict(), indent=2) + "\n", encoding="utf-8")
+        atomic_write_text(path / CONFIG_NAME, json.dumps(self.to_dict(), indent=2) + "\n")
         self.tokenizer.save_vocabulary(path)
 
     @classmethod

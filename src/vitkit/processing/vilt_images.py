@@ -24,6 +24,7 @@ import torch
 import torch.nn.functional as F
 
 from ..errors import ConfigError, VitkitError
+from ..utils.limits import check_resize
 from .images import ImageInput, array_to_pil, as_image_batch, is_single_image, load_rgb, pil_resampling
 from .vilt_config import ViLTProcessorConfig
 
@@ -48,7 +49,9 @@ def resize_output_size(height: int, width: int, config: ViLTProcessorConfig | No
         new_h, new_w = scale * new_h, scale * new_w
     new_h, new_w = int(new_h + 0.5), int(new_w + 0.5)
     # max(divisor, .): a >20:1 strip would otherwise floor to a 0-pixel side (HF errors there).
-    return max(divisor, new_h // divisor * divisor), max(divisor, new_w // divisor * divisor)
+    out_h, out_w = max(divisor, new_h // divisor * divisor), max(divisor, new_w // divisor * divisor)
+    check_resize((width, height), (out_w, out_h))  # a processor config of enormous size / max_size
+    return out_h, out_w
 
 
 def pad_batch(images: Sequence[torch.Tensor] | Sequence[np.ndarray]) -> tuple[torch.Tensor, torch.Tensor]:

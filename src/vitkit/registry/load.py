@@ -259,8 +259,7 @@ def _read_file(path: Path, model: str | None) -> tuple[Any, dict[str, torch.Tens
         if found is not None:
             return found
     if base is None:
-        kind = "a JAX .npz" if path.suffix == ".npz" else "a bare weight file"
-        raise CheckpointError(f"{path} is {kind}; pass model=<architecture name>, e.g. model='vit_base_patch16_224'")
+        raise _unnamed_architecture(path)
     config = base
     if path.suffix == ".npz":
         from ..checkpoint.converters.jax import read_jax_checkpoint
@@ -302,6 +301,30 @@ def _read_open_clip_directory(path: Path, model: str | None) -> tuple[Any, dict[
     if found is None:
         raise CheckpointError(f"{weights} is not an open_clip ViT CLIP state dict")
     return found
+
+
+# Suffixes of pictures, the most common wrong thing to pass as a model (the image readers live a layer up).
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".gif", ".bmp", ".webp", ".tif", ".tiff")
+
+
+def _unnamed_architecture(path: Path) -> CheckpointError:
+    """The error for a file that does not say what it holds: for a pickle, first whatever reading it reports (a
+    refusal of code, a damaged file), since that is the real problem; else what vitkit expected instead."""
+    expected = ("vitkit reads a model directory (config.json + weights, as written by save_pretrained, `vitkit "
+                "train` or `vitkit convert`), a Hugging Face, timm or open_clip model directory, an official DiT "
+                ".pt, an OpenAI / open_clip CLIP state dict, an original ViLT .ckpt, or hf-hub:ORG/NAME")
+    if path.suffix.lower() not in (".safetensors", ".pth", ".pt", ".bin", ".ckpt", ".npz"):
+        if path.suffix.lower() in IMAGE_SUFFIXES:
+            return CheckpointError(f"{path} is an image, not a model; {expected}")
+        read_state_dict(path)  # a refused or damaged pickle raises its own, precise error here
+        return CheckpointError(f"{path} is not a model file vitkit recognises; {expected}")
+    kind = "a JAX .npz" if path.suffix == ".npz" else "a bare weight file"
+    if path.suffix != ".npz":
+        read_state_dict(path)  # same: a pickle carrying code is reported as refused, not as "bare"
+    return CheckpointError(
+        f"{path} is {kind}, which does not say which architecture it holds; {expected}. To use it, name the "
+        "architecture: `vitkit convert FILE DIR --model NAME` (Python: from_pretrained(FILE, model=NAME)), "
+        "see `vitkit models`")
 
 
 def _dit_heads() -> dict[int, int]:

@@ -69,6 +69,8 @@ class TrainConfig:
     vae: str | None = knob(None, "diffusion: train in the latent space of this diffusers AutoencoderKL (hub id or "
                            "directory, e.g. stabilityai/sd-vae-ft-mse; needs `pip install diffusers`); --img-size is "
                            "then the image size and the DiT sees latents 8x smaller (default: pixel space)")
+    trust_vae: bool = knob(False, "diffusion: load the VAE a pretrained DiT's config.json names even when it is not "
+                           "one of the official DiT VAEs (stabilityai/sd-vae-ft-mse, -ema)")
 
 
 def train_config_fields() -> list[Any]:

@@ -22,9 +22,10 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
 from ..config import config_to_dict
-from ..errors import VitkitError
+from ..errors import VitkitError, WriteError
 from ..utils.device import resolve_device
 from ..utils.distributed import DistInfo, all_reduce_sum, barrier, cleanup_distributed, init_distributed
+from ..utils.files import append_line, atomic_write_text
 from .config import TrainConfig, fill_task_neutral_defaults
 from .ema import ModelEMA
 from .optim import build_optimizer, set_lr, warmup_cosine
@@ -128,7 +129,8 @@ class Trainer:
             torch.use_deterministic_algorithms(True, warn_only=True)
             torch.backends.cudnn.benchmark = False
         torch.manual_seed(cfg.seed + self.dist.rank)
-        self.run_dir.mkdir(parents=True, exist_ok=True)
+        if self.dist.is_main:  # only rank 0 touches the run directory
+            self.run_dir.mkdir(parents=True, exist_ok=True)
 
         per_step = self.dist.world_size * cfg.accum_steps
         batch = min(cfg.batch_size, len(train_set) // per_step * per_step)
@@ -201,8 +203,7 @@ class Trainer:
 
     def _log(self, record: dict[str, Any]) -> None:
         if self.dist.is_main:
-            with self._jsonl.open("a") as f:
-                f.write(json.dumps(record) + "\n")
+            append_line(self._jsonl, json.dumps(record))  # a failed append leaves the earlier lines intact
             if self._tb is not None:  # step lines go under train/, epoch lines (validation metrics) under val/
                 group = "train" if "lr" in record else "val"
                 for k, v in record.items():
@@ -245,7 +246,7 @@ class Trainer:
                      self.device, f", {self.amp}" if self.amp else "")
         self._clock = time.perf_counter()
         try:
-            with _GracefulInterrupt() as interrupt, _out_of_memory_advice(self):
+            with _GracefulInterrupt() as interrupt, _out_of_memory_advice(self), _write_failure_advice():
                 while st.epoch < cfg.epochs:
                     finished = self._train_epoch(interrupt)
                     if not finished:
@@ -394,7 +395,7 @@ class Trainer:
             if self.dist.is_main:
                 self.task.export(candidates[pick], self.run_dir / "model", results[pick])
                 per_class = {"val_per_class": results[pick]["_per_class"]} if "_per_class" in results[pick] else {}
-                (self.run_dir / "metrics.json").write_text(json.dumps({**st.best, **per_class}, indent=2) + "\n")
+                atomic_write_text(self.run_dir / "metrics.json", json.dumps({**st.best, **per_class}, indent=2) + "\n")
         st.epoch += 1
         st.step_in_epoch = 0
         self._checkpoint()
@@ -416,6 +417,16 @@ def _out_of_memory_advice(trainer: Trainer) -> Iterator[None]:
             f"({type(e).__name__}); use a smaller --batch-size, or keep the batch and split it with "
             f"--accum-steps {2 * trainer.cfg.accum_steps} (or --amp bf16 on a GPU). The last checkpoint is kept."
         ) from e
+
+
+@contextlib.contextmanager
+def _write_failure_advice() -> Iterator[None]:
+    """A write that failed mid-run (full disk, read-only or removed run directory, file size limit): one clear error;
+    the last checkpoint is untouched (every write is atomic, and the checkpoint is written last in an epoch)."""
+    try:
+        yield
+    except WriteError as e:
+        raise VitkitError(f"{e}; the last good checkpoint is kept") from e
 
 
 def _clock_text(seconds: float) -> str:

@@ -124,7 +124,7 @@ def evaluate_classifier(model: nn.Module, data_dir: str | Path, *, batch_size: i
 
 
 def evaluate_dit(model: nn.Module, data_dir: str | Path, *, batch_size: int = 64, device: str = "auto",
-                 skip_bad_images: bool = False) -> dict[str, Any]:
+                 skip_bad_images: bool = False, vae: Any = None, trust_vae: bool = False) -> dict[str, Any]:
     """val_loss / val_mse / val_vb of a DiT on `data_dir`'s validation split (as training reports them: fixed,
     seeded timesteps and noise per image).
 
@@ -134,11 +134,13 @@ def evaluate_dit(model: nn.Module, data_dir: str | Path, *, batch_size: int = 64
         batch_size: images per forward.
         device: "auto", "cpu", "cuda", ...
         skip_bad_images: drop images that cannot be read instead of stopping with their name.
+        vae: the VAE of a latent DiT (default: the one its config names, see `diffusion.config_vae`).
+        trust_vae: load a VAE the config names even when it is not one of the official DiT VAEs.
     """
     from ..data.classification import load_classification_data
     from ..data.transforms import EvalTransform
     from ..diffusion.gaussian import create_diffusion
-    from ..diffusion.sampling import load_vae
+    from ..diffusion.sampling import config_vae
     from ..inference.dit import check_dit, image_data_config
     from ..utils.distributed import DistInfo
     from .engine import StepContext
@@ -151,7 +153,8 @@ def evaluate_dit(model: nn.Module, data_dir: str | Path, *, batch_size: int = 64
     c = model.config
     dev = resolve_device(device)
     model = model.to(dev).eval()
-    vae = load_vae(c.vae, device=dev) if c.vae else None
+    if vae is None:
+        vae = config_vae(c, device=dev, trust_vae=trust_vae)
     data_cfg = image_data_config(c, vae)
     ds = load_classification_data(data_dir, data_cfg, eval_transform=EvalTransform(data_cfg),
                                   train_transform=EvalTransform(data_cfg), skip_bad_images=skip_bad_images)

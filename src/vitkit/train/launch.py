@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import logging
-import shutil
 from dataclasses import asdict, fields, replace
 from pathlib import Path
 from typing import Any
@@ -16,6 +15,15 @@ from ..errors import ConfigError, VitkitError
 from ..registry import MODEL_TYPES, create_model, from_pretrained, list_models
 from .config import TASKS, TrainConfig, resolve_recipe
 from .engine import Trainer
+from .run_dir import (  # noqa: F401  (RUN_FILES, prepare_run_dir: re-exported, they used to live here)
+    RUN_FILES,
+    RunDirectory,
+    data_fingerprint,
+    env_rank,
+    prepare_run_dir,
+    reconcile_resume,
+    refuse_file_in_the_way,
+)
 from .state import STATE_FILE, load_state
 
 log = logging.getLogger("vitkit")
@@ -23,23 +31,6 @@ log = logging.getLogger("vitkit")
 DEFAULT_MODELS = {"classification": "vit_nano_patch4_32", "vqa": "vilt_nano_patch8_64",
                   "pretrain": "vilt_nano_patch8_64", "retrieval": "vilt_nano_patch8_64", "nlvr2": "vilt_nano_patch8_64",
                   "diffusion": "dit_nano_patch4_32"}
-RUN_FILES = (STATE_FILE, "metrics.json", "metrics.jsonl", "training_curves.png", "confusion_matrix.png",
-             "samples.png")
-
-
-def prepare_run_dir(out: Path, *, resume: bool, overwrite: bool) -> None:
-    """Refuse to mix two runs in one directory unless told to resume or overwrite."""
-    taken = [name for name in (*RUN_FILES, "model") if (out / name).exists()]
-    if resume:
-        if not (out / STATE_FILE).is_file():
-            raise VitkitError(f"{out} holds no {STATE_FILE} to resume from")
-        return
-    if taken and not overwrite:
-        raise VitkitError(f"{out} already holds a run ({', '.join(taken)}); pass --resume {out} to continue it or "
-                          "--overwrite to start over")
-    for name in taken:
-        path = out / name
-        shutil.rmtree(path) if path.is_dir() else path.unlink()
 
 
 def build_model(spec: str | None, *, task: str, num_classes: int, labels: list[str], in_chans: int,
@@ -61,19 +52,30 @@ def build_model(spec: str | None, *, task: str, num_classes: int, labels: list[s
 
 
 def run_train(
-    *, task: str, data: Path | None, out: Path, model: str | None = None, pretrained: str | None = None,
+    *, task: str | None, data: Path | None, out: Path, model: str | None = None, pretrained: str | None = None,
     img_size: int | None = None, resume: bool = False, overwrite: bool = False, skip_bad_images: bool = False,
-    init_from: str | None = None, cfg: TrainConfig | None = None,
+    init_from: str | None = None, cfg: TrainConfig | None = None, changes: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
+    """Train (or with `resume`, continue the run in `out`); returns the best validation metrics.
+
+    With `resume`, the run's own task, data and recipe are used; `changes` holds the options given alongside
+    (name -> value, e.g. {"epochs": 50}), checked by `vitkit.train.run_dir.reconcile_resume`: the ones that may
+    change are applied and logged, others refused. The run directory is locked for the whole run
+    (`RunDirectory`); under torchrun only rank 0 prepares it."""
     out = Path(out)
-    prepare_run_dir(out, resume=resume, overwrite=overwrite)
+    if resume and overwrite:
+        raise ConfigError("--resume continues a run and --overwrite deletes it: pass one of them")
+    refuse_file_in_the_way(out)
+    if resume and not (out / STATE_FILE).is_file():
+        raise VitkitError(f"{out} holds no {STATE_FILE} to resume from")
     saved = load_state(out) if resume else None
+    run_args: dict[str, Any] = {}
     if saved is not None:
-        args = saved["run_args"]
-        task, data, skip_bad_images = args["task"], Path(args["data"]), args.get("skip_bad_images", False)
-        known = {f.name for f in fields(TrainConfig)}
-        cfg = TrainConfig(**{k: v for k, v in saved["train_config"].items() if k in known})
+        resumed = reconcile_resume(saved, changes or {}, out)
+        task, data, skip_bad_images, cfg, run_args = (resumed.task, resumed.data, resumed.skip_bad_images,
+                                                      resumed.cfg, resumed.run_args)
     cfg = cfg or TrainConfig()
+    task = task or "classification"
     if task not in TASKS:
         raise ConfigError(f"unknown task {task!r}; available: {', '.join(TASKS)}")
     if data is None:
@@ -81,15 +83,19 @@ def run_train(
     data = Path(data)
     if not data.exists():
         raise VitkitError(f"data directory not found: {data}")
-    torch.manual_seed(cfg.seed)  # the initial weights are part of the run's seed
-    setup = _setup_classification if task == "classification" else _setup_task_module
-    net, train_set, val_set, task_obj, resolved = setup(
-        task=task, data=data, out=out, model=model, pretrained=pretrained, init_from=init_from, img_size=img_size,
-        cfg=cfg, saved=saved, skip_bad_images=skip_bad_images)
-    run_args = {"task": task, "data": str(data.resolve()), "skip_bad_images": skip_bad_images}
-    trainer = Trainer(task_obj, net, train_set, val_set, resolved, out, run_args=run_args, resume=saved is not None,
-                      saved_config=asdict(cfg))
-    return trainer.fit()
+    if saved is None:  # what the run starts with, so that --resume can check it later
+        run_args = {"task": task, "data": str(data.resolve()), "skip_bad_images": skip_bad_images, "model": model,
+                    "pretrained": pretrained, "img_size": img_size, "init_from": init_from,
+                    "data_fingerprint": data_fingerprint(data)}
+    with RunDirectory(out, resume=saved is not None, overwrite=overwrite, is_main=env_rank() == 0):
+        torch.manual_seed(cfg.seed)  # the initial weights are part of the run's seed
+        setup = _setup_classification if task == "classification" else _setup_task_module
+        net, train_set, val_set, task_obj, resolved = setup(
+            task=task, data=data, out=out, model=model, pretrained=pretrained, init_from=init_from,
+            img_size=img_size, cfg=cfg, saved=saved, skip_bad_images=skip_bad_images)
+        trainer = Trainer(task_obj, net, train_set, val_set, resolved, out, run_args=run_args,
+                          resume=saved is not None, saved_config=asdict(cfg))
+        return trainer.fit()
 
 
 def _rebuild(saved: dict[str, Any]) -> torch.nn.Module:

@@ -3,37 +3,27 @@ and read back with `torch.load(weights_only=True)` — a checkpoint never runs c
 
 from __future__ import annotations
 
-import os
 import random
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
-from ..errors import CheckpointError, VitkitError
+from ..errors import CheckpointError, VitkitError, WriteError
+from ..utils.files import atomic_write_with
 
 STATE_FILE = "checkpoint.pt"
 
 
 def save_state(state: dict[str, Any], run_dir: Path) -> Path:
-    """Write RUN_DIR/checkpoint.pt via a temp file + rename: an interrupted or failed write (full disk, kill -9)
-    leaves the previous checkpoint intact."""
+    """Write RUN_DIR/checkpoint.pt atomically (`vitkit.utils.files`): an interrupted or failed write (full disk,
+    file size limit, kill -9) leaves the previous checkpoint intact."""
     path = Path(run_dir) / STATE_FILE
-    fd, tmp = tempfile.mkstemp(dir=run_dir, prefix=".checkpoint.", suffix=".tmp")
     try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save(state, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except OSError as e:  # disk full, quota, permissions: the previous checkpoint is untouched
-        Path(tmp).unlink(missing_ok=True)
-        raise VitkitError(f"could not write {path} ({e.strerror or e}); the previous checkpoint is kept") from e
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+        atomic_write_with(path, lambda f: torch.save(state, f))
+    except WriteError as e:  # disk full, quota, permissions: the previous checkpoint is untouched
+        raise VitkitError(f"{e}; the previous checkpoint is kept") from e
     return path
 
 

@@ -10,6 +10,8 @@ from pathlib import Path
 
 import numpy as np
 
+from .files import atomic_save_image
+
 
 def pyplot():
     import matplotlib
@@ -55,7 +57,7 @@ def plot_training_curves(metrics_jsonl: Path, out_png: Path, *, metric: str = "v
     ax.plot([r["step"] for r in steps], [r["lr"] for r in steps])
     ax.set(xlabel="step", ylabel="learning rate", title="learning rate")
     fig.tight_layout()
-    fig.savefig(out_png, dpi=110)
+    atomic_save_image(out_png, fig, dpi=110)
     plt.close(fig)
     return Path(out_png)
 
@@ -79,7 +81,7 @@ def plot_confusion_matrix(matrix: np.ndarray, labels: Sequence[str], out_png: Pa
                             color="white" if norm[i, j] > 0.5 else "black")
     ax.set(xlabel="predicted", ylabel="true", title=title or "confusion matrix")
     fig.tight_layout()
-    fig.savefig(out_png, dpi=110)
+    atomic_save_image(out_png, fig, dpi=110)
     plt.close(fig)
     return Path(out_png)
 
@@ -133,7 +135,7 @@ def plot_attention_overlay(image, maps: dict[str, np.ndarray], out_png: Path, *,
     for ax in axes:
         ax.axis("off")
     fig.tight_layout()
-    fig.savefig(out_png, dpi=110)
+    atomic_save_image(out_png, fig, dpi=110)
     plt.close(fig)
     return Path(out_png)
 
@@ -166,5 +168,5 @@ def save_sample_grid(images: np.ndarray, out_png: Path, *, ncol: int, row_labels
         grid.paste(tile_im, (label_w + pad + col * (w + pad), pad + r * (h + pad)))
     for r, text in enumerate((row_labels or [])[:nrow]):
         draw.text((4, pad + r * (h + pad) + h // 2 - 5), str(text), fill=(0, 0, 0))
-    grid.save(out_png)
+    atomic_save_image(out_png, grid)
     return Path(out_png)

@@ -38,8 +38,9 @@ import numpy as np
 import torch
 
 from ...config import replace_config
-from ...errors import CheckpointError
+from ...errors import CheckpointError, InputTooLarge
 from ...models.vit import ViTConfig
+from ...utils.limits import check_npz
 from ..io import key_listing
 from .keys import key_problems
 
@@ -159,7 +160,10 @@ def _qkv_table(layout: JaxLayout) -> dict[str, tuple[list[str], Transform]]:
 def read_npz(path: str | Path) -> dict[str, np.ndarray]:
     """All arrays of an .npz archive, never unpickling anything; a bad file raises CheckpointError."""
     try:
+        check_npz(path)  # declared shapes against the bytes each member holds, before numpy allocates them
         archive = np.load(path, allow_pickle=False)
+    except InputTooLarge as e:
+        raise CheckpointError(str(e)) from None
     except (OSError, ValueError, EOFError, zipfile.BadZipFile) as e:
         raise CheckpointError(f"{path} is not a readable .npz archive ({type(e).__name__}: {e})") from None
     if not isinstance(archive, np.lib.npyio.NpzFile):

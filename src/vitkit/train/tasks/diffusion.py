@@ -133,7 +133,7 @@ class DiffusionTask:
             n = min(len(self.classes), GRID_MAX_CLASSES)
             labels = [c for c in range(n) for _ in range(GRID_PER_CLASS)]
             images = draw_images(model, labels, batch_size=len(labels), cfg_scale=GRID_CFG_SCALE, steps=GRID_STEPS,
-                                 method="ddim")
+                                 method="ddim", vae=self.vae)  # the VAE this run trained with
             save_sample_grid(images, run_dir / "samples.png", ncol=GRID_PER_CLASS, row_labels=self.classes[:n])
         except (OSError, ValueError) as e:  # a picture must never fail a finished run
             log.warning("could not draw samples.png: %s", e)
@@ -146,7 +146,7 @@ def setup(*, task: str, data: Path, model: str, pretrained: str | None, init_fro
     from ...data.classification import load_classification_data, peek_dataset
     from ...data.transforms import EvalTransform, TrainTransform
     from ...diffusion.gaussian import create_diffusion
-    from ...diffusion.sampling import load_vae
+    from ...diffusion.sampling import config_vae
     from ...models.dit import DiT
     from ..config import resolve_diffusion_recipe
 
@@ -162,7 +162,7 @@ def setup(*, task: str, data: Path, model: str, pretrained: str | None, init_fro
     c = net.config
     if list(c.labels or []) != list(classes) and len(classes) != c.num_classes:
         raise ConfigError(f"the model has {c.num_classes} classes, the data {len(classes)}")
-    vae = load_vae(c.vae) if c.vae else None
+    vae = config_vae(c, trust_vae=cfg.trust_vae or c.vae == cfg.vae)  # the user's own --vae is trusted
     cfg = resolve_diffusion_recipe(cfg, num_train=num_train, in_chans=3 if vae is not None else c.in_channels,
                                    pretrained=bool(pretrained) or model not in _registered())
     data_cfg = image_data_config(c, vae)
